@@ -1,0 +1,3 @@
+from lmisa.cli import main
+
+main()

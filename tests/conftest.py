@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny synthetic NIfTI data sets written in a temp dir, and the real-data location."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from lmisa.io import MedicalImage, write_image
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ABDOMEN = Path(os.environ.get("LMISA_ABDOMEN", REPO_ROOT.parent / "shared" / "data" / "abdomen"))
+LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
+
+
+def abdomen_path() -> Path:
+    """The shared abdominal data, or a pytest skip when it is absent."""
+    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists():
+        pytest.skip(f"real data not found at {ABDOMEN}")
+    return ABDOMEN
+
+
+@pytest.fixture
+def abdomen() -> Path:
+    return abdomen_path()
+
+
+def write_nnunet_dataset(
+    root: Path,
+    n_cases: int = 3,
+    shape: tuple[int, int, int] = (6, 32, 32),
+    spacing: tuple[float, float, float] = (3.0, 1.5, 1.5),
+    labels: dict[str, int] | None = None,
+    seed: int = 0,
+    prefix: str = "case",
+) -> Path:
+    """Write a small nnU-Net-v2 raw data set: a bright box with a labelled blob inside each case.
+
+    ``shape`` and ``spacing`` are ``(Z, Y, X)``. Returns ``root``.
+    """
+    labels = labels or {"background": 0, "organ": 1}
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    z, y, x = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    n_fg = max(labels.values())
+    for i in range(n_cases):
+        img = rng.normal(0, 0.05, shape).astype(np.float32)
+        lab = np.zeros(shape, np.uint8)
+        for c in range(1, n_fg + 1):
+            cz, cy, cx = shape[0] / 2, rng.uniform(0.3, 0.7) * shape[1], (c / (n_fg + 1)) * shape[2]
+            r = rng.uniform(0.12, 0.2) * min(shape[1:])
+            blob = ((y - cy) ** 2 + (x - cx) ** 2) / r**2 + ((z - cz) / max(shape[0] / 2, 1)) ** 2 < 1
+            lab[blob] = c
+            img[blob] += 0.5 + 0.3 * c
+        name = f"{prefix}_{i:03d}"
+        write_image(root / "imagesTr" / f"{name}_0000.nii.gz", MedicalImage(img, affine))
+        write_image(root / "labelsTr" / f"{name}.nii.gz", MedicalImage(lab, affine))
+    meta = {
+        "name": root.name,
+        "channel_names": {"0": "CT"},
+        "labels": labels,
+        "numTraining": n_cases,
+        "file_ending": ".nii.gz",
+    }
+    (root / "dataset.json").write_text(json.dumps(meta, indent=2))
+    return root
+
+
+@pytest.fixture
+def nnunet_factory(tmp_path: Path) -> Callable[..., Path]:
+    """Call with a folder name (and write_nnunet_dataset's options) to get a fresh tiny data set."""
+
+    def make(name: str = "ds", **kwargs) -> Path:
+        return write_nnunet_dataset(tmp_path / name, **kwargs)
+
+    return make

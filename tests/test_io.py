@@ -1,0 +1,87 @@
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from lmisa.io import ImageReadError, MedicalImage, read_image, read_label, write_image, affine_from_sitk
+
+
+def test_roundtrip_keeps_geometry_and_orientation(tmp_path: Path) -> None:
+    arr = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    affine = np.array([[-0.8, 0, 0, 10], [0, -0.8, 0, 20], [0, 0, 5.0, -30], [0, 0, 0, 1]])
+    p = write_image(tmp_path / "a.nii.gz", MedicalImage(arr, affine))
+    back = read_image(p)
+    np.testing.assert_array_equal(back.array, arr)
+    np.testing.assert_allclose(back.affine, affine)
+    assert back.spacing == pytest.approx((5.0, 0.8, 0.8))
+    # nibabel voxel (i, j, k) = array[k, j, i]
+    raw = np.asanyarray(nib.load(str(p)).dataobj)
+    assert raw.shape == (4, 3, 2) and raw[3, 2, 1] == arr[1, 2, 3]
+
+
+def test_write_refuses_to_overwrite_and_is_atomic(tmp_path: Path) -> None:
+    p = write_image(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.float32))
+    before = p.read_bytes()
+    with pytest.raises(FileExistsError, match="a.nii.gz"):
+        write_image(p, np.ones((2, 2, 2), np.float32))
+    assert p.read_bytes() == before
+    write_image(p, np.ones((2, 2, 2), np.float32), overwrite=True)
+    assert read_image(p).array.max() == 1
+    assert [f.name for f in tmp_path.iterdir()] == ["a.nii.gz"]  # no temporary left behind
+
+
+def test_write_uses_reference_geometry(tmp_path: Path) -> None:
+    ref = MedicalImage(np.zeros((2, 3, 4), np.float32), np.diag([2.0, 3.0, 4.0, 1.0]))
+    p = write_image(tmp_path / "l.nii.gz", np.ones((2, 3, 4), np.uint8), like=ref)
+    lab = read_label(p)
+    assert lab.array.dtype == np.uint8
+    np.testing.assert_allclose(lab.affine, ref.affine)
+
+
+def test_missing_and_truncated_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="nothere.nii.gz"):
+        read_image(tmp_path / "nothere.nii.gz")
+    p = write_image(tmp_path / "t.nii.gz", np.random.rand(8, 16, 16).astype(np.float32))
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="t.nii.gz"):
+        read_image(p)
+    bad = tmp_path / "junk.nii.gz"
+    bad.write_bytes(gzip.compress(b"not a nifti"))
+    with pytest.raises(ImageReadError, match="junk.nii.gz"):
+        read_image(bad)
+
+
+def test_label_rejects_fractional_values(tmp_path: Path) -> None:
+    p = write_image(tmp_path / "f.nii.gz", np.full((2, 2, 2), 0.5, np.float32))
+    with pytest.raises(ImageReadError, match="non-integer"):
+        read_label(p)
+
+
+def test_dicom_series_roundtrip(tmp_path: Path) -> None:
+    sitk = pytest.importorskip("SimpleITK")
+    from lmisa.io import read_dicom_series
+
+    arr = (np.arange(3 * 8 * 10).reshape(3, 8, 10) % 200).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.8, 2.5))
+    img.SetOrigin((1.0, 2.0, 3.0))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(arr.shape[0]):
+        sl = img[:, :, k]
+        sl.SetMetaData("0020|0032", "\\".join(map(str, img.TransformIndexToPhysicalPoint((0, 0, k)))))
+        sl.SetMetaData("0020|0013", str(k))
+        sl.SetMetaData("0008|0060", "CT")
+        sl.SetMetaData("0020|000e", "1.2.3.4.5")
+        sl.SetMetaData("0020|000d", "1.2.3.4")
+        sl.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        writer.SetFileName(str(tmp_path / f"{k:03d}.dcm"))
+        writer.Execute(sl)
+    vol = read_dicom_series(tmp_path)
+    np.testing.assert_array_equal(vol.array, arr.astype(np.float32))
+    assert vol.spacing == pytest.approx((2.5, 0.8, 0.7))
+    np.testing.assert_allclose(vol.affine[:3, 3], [-1.0, -2.0, 3.0])
+    assert callable(affine_from_sitk)
