@@ -1,0 +1,47 @@
+"""``lmisa train``: one LMISA (or variant) run from a labelled source and an unlabelled target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lmisa.cli.app import app, console, user_errors
+from lmisa.config import VARIANTS
+
+
+@app.command()
+@user_errors
+def train(
+    source: Path = typer.Option(..., "--source", "-s", help="Labelled source data set (nnU-Net raw layout)."),
+    target: Optional[Path] = typer.Option(None, "--target", "-t", help="Unlabelled target data set (its labels are never read, except by --variant supervised)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; unset keys keep the defaults."),
+    dims: Optional[int] = typer.Option(None, "--dims", help="2 (slices) or 3 (patches)."),
+    variant: str = typer.Option("lmisa", "--variant", help=f"One of: {', '.join(VARIANTS)}."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<source>-to-<target>-<variant>-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
+    steps: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Override train.steps_per_epoch."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
+) -> None:
+    """Train LMISA: MLNGM input, segmentation + reconstruction, shape critic."""
+    from lmisa.training import train as run_training
+
+    overrides: dict = {}
+    for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("seed", seed)):
+        if value is not None:
+            overrides.setdefault("train", {})[key] = value
+    if resume and overrides:
+        console.print("[yellow]note:[/] --resume keeps the run's saved config; --epochs/--steps-per-epoch/--seed are ignored")
+    try:
+        run_dir = run_training(
+            source, target, out=out, config=config, variant=None if resume else variant,
+            dims=dims, device=device, resume=resume, overrides=overrides or None,
+        )
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: continue with `lmisa train --source {source} "
+                      f"{'--target ' + str(target) + ' ' if target else ''}--out RUN_DIR --resume`")
+        raise typer.Exit(code=130) from None
+    console.print(f"[green]done[/]: run folder {run_dir}")

@@ -1,0 +1,230 @@
+"""One typed configuration for a training run: dataclasses, YAML in and out, saved with every run.
+
+Example:
+    >>> from lmisa.config import Config, apply_variant
+    >>> cfg = apply_variant(Config(), "no_shape")
+    >>> cfg.loss.w_adv, cfg.variant
+    (0.0, 'no_shape')
+    >>> Config.from_yaml_text(cfg.to_yaml()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from lmisa.errors import LmisaError
+
+VARIANTS = ("lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only", "supervised")
+
+
+@dataclass
+class DataConfig:
+    """How volumes become network inputs (the "plans" a trained model needs again at prediction)."""
+
+    spacing: tuple[float, float] | None = None  # in-plane (sy, sx) mm; None: the source's median
+    size: tuple[int, int] = (256, 256)  # in-plane crop/pad after resampling
+    input: Literal["mlngm", "raw"] = "mlngm"  # raw = z-scored intensities (the no_mlngm ablation)
+    mlngm_levels: int = 4
+    context_slices: int = 0  # 2.5D: neighbouring slices on each side, as extra input channels
+    val_fraction: float = 0.2  # held-out part of the SOURCE cases, for model selection
+    foreground_fraction: float = 0.67  # share of source slices drawn among slices with a label
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)  # raw intensities are clipped before scaling
+    cache_dir: str | None = None  # None: $LMISA_CACHE or ~/.cache/lmisa
+
+
+@dataclass
+class ModelConfig:
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    recon_from: Literal["decoder", "bottleneck"] = "decoder"
+    norm: Literal["none", "instance", "batch"] = "none"
+    critic_widths: tuple[int, ...] = (16, 32, 64, 128)
+
+
+@dataclass
+class LossConfig:
+    seg: Literal["ce", "dice_ce"] = "ce"
+    w_seg: float = 40.0
+    w_recon: float = 40.0
+    w_adv: float = 1.0
+    gp_weight: float = 10.0
+    real_label_smoothing: float = 0.0  # smooth the critic's "real" one-hot maps (METHOD.md section 6)
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.75, 1.2)
+    shift: float = 0.08  # fraction of the size
+    gamma: tuple[float, float] = (0.7, 1.5)
+    noise_std: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    dims: int = 2
+    batch_size: int = 16
+    epochs: int = 40
+    steps_per_epoch: int = 100
+    lr: float = 1e-3
+    critic_lr: float = 1e-3
+    lr_decay: float = 0.8
+    lr_decay_every: int = 10  # epochs
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    val_batches: int = 8
+    log_every: int = 10  # steps between progress-bar updates (each one is a host sync)
+
+
+@dataclass
+class PostConfig:
+    largest_component: bool = True
+
+
+@dataclass
+class Config:
+    variant: str = "lmisa"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    post: PostConfig = field(default_factory=PostConfig)
+
+    # --- adaptation switches derived from the variant (read-only views) ---
+    @property
+    def uses_target_images(self) -> bool:
+        return self.variant not in ("source_only", "supervised")
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.uses_target_images and self.loss.w_adv > 0
+
+    @property
+    def uses_recon(self) -> bool:
+        return self.uses_target_images and self.loss.w_recon > 0
+
+    @property
+    def reads_target_labels(self) -> bool:
+        return self.variant == "supervised"
+
+    # --- YAML ---
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "Config":
+        return _from_dict(cls, data or {}, where)
+
+    @classmethod
+    def from_yaml_text(cls, text: str, where: str = "config") -> "Config":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LmisaError(f"{where}: invalid YAML ({exc})".replace("\n", " ")) from None
+        if data is not None and not isinstance(data, dict):
+            raise LmisaError(f"{where}: expected a mapping at the top level")
+        return cls.from_dict(data or {}, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        if not path.exists():
+            raise LmisaError(f"{path}: config file not found")
+        return cls.from_yaml_text(path.read_text(), str(path))
+
+
+def apply_variant(cfg: Config, variant: str) -> Config:
+    """A copy of ``cfg`` with the switches of ``variant`` set (see VARIANTS)."""
+    if variant not in VARIANTS:
+        raise LmisaError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    cfg = copy.deepcopy(cfg)
+    cfg.variant = variant
+    if variant == "no_mlngm":
+        cfg.data.input = "raw"
+    elif variant == "no_recon":
+        cfg.loss.w_recon = 0.0
+    elif variant == "no_shape":
+        cfg.loss.w_adv = 0.0
+    elif variant in ("source_only", "supervised"):
+        cfg.loss.w_recon = 0.0
+        cfg.loss.w_adv = 0.0
+    elif variant == "lmisa_paper":
+        cfg.loss = LossConfig(seg="ce", w_seg=40.0, w_recon=40.0, w_adv=1.0, gp_weight=10.0)
+        cfg.model = ModelConfig()
+        cfg.data.context_slices = 0
+        cfg.post.largest_component = False
+    return cfg
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise LmisaError(f"{where}: expected a mapping for {cls.__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise LmisaError(f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    origin, args = get_origin(tp), get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    if origin is Literal:
+        if value not in args:
+            raise LmisaError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple or (origin is None and tp is tuple):
+        if not isinstance(value, (list, tuple)):
+            raise LmisaError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, where) for v in value)
+    if args and type(None) in args:  # Optional[X]
+        inner = next(a for a in args if a is not type(None))
+        return _coerce(inner, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LmisaError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LmisaError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise LmisaError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise LmisaError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,339 @@
+"""From a volume on disk to network input and back: in-plane resampling, crop/pad, MLNGM, cache.
+
+Both domains are resampled in-plane to one spacing and cropped/padded to one size, so organs have
+the same physical size in both. Through-plane spacing is kept (the 2D path works slice by slice).
+The same functions serve training (through the cache) and prediction (on the user's files), so a
+model always sees inputs prepared exactly as in training.
+
+Example:
+    >>> import numpy as np
+    >>> from lmisa.preprocess import Plans, prepare_image
+    >>> from lmisa.io import MedicalImage
+    >>> img = MedicalImage(np.random.rand(3, 40, 50).astype(np.float32), np.diag([2.0, 2.0, 5.0, 1.0]))
+    >>> prepared = prepare_image(img, Plans(spacing=(1.0, 1.0), size=(64, 64)))
+    >>> prepared.input.shape
+    (3, 64, 64)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmisa.io import MedicalImage, load_nifti_header, read_image, read_label
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class Plans:
+    """Everything needed to turn any volume into network input the way training did."""
+
+    spacing: tuple[float, float]  # in-plane (sy, sx) mm
+    size: tuple[int, int]  # (H, W)
+    input: str = "mlngm"  # "mlngm" | "raw"
+    mlngm_levels: int = 4
+    context_slices: int = 0
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    labels: dict[str, int] = field(default_factory=lambda: {"background": 0})
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.labels.values()) + 1
+
+    def cache_key(self) -> str:
+        """Short hash of the settings that change cached arrays (labels do not)."""
+        keyed = {
+            "v": CACHE_VERSION,
+            "spacing": [round(float(s), 4) for s in self.spacing],
+            "size": list(self.size),
+            "input": self.input,
+            "levels": self.mlngm_levels,
+            "clip": list(self.clip_percentiles),
+        }
+        return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plans":
+        data = json.loads(text)
+        data["spacing"] = tuple(data["spacing"])
+        data["size"] = tuple(data["size"])
+        data["clip_percentiles"] = tuple(data["clip_percentiles"])
+        return cls(**data)
+
+
+@dataclass
+class CropBox:
+    """Where the resampled slice sits in the fixed-size frame, per in-plane axis (src start, dst start, length)."""
+
+    resampled_shape: tuple[int, int]
+    y: tuple[int, int, int]
+    x: tuple[int, int, int]
+
+
+@dataclass
+class PreparedVolume:
+    """Network input of one volume, ``(Z, H, W)`` float32 in [0, 1], and how to map back."""
+
+    input: np.ndarray
+    box: CropBox
+    original_shape: tuple[int, int, int]
+
+
+def median_inplane_spacing(image_paths: Iterable[Path]) -> tuple[float, float]:
+    """Median in-plane spacing (sy, sx) over images, from their headers only."""
+    spacings = []
+    for p in image_paths:
+        zooms = load_nifti_header(p).header.get_zooms()[:3]  # (sx, sy, sz)
+        spacings.append((float(zooms[1]), float(zooms[0])))
+    if not spacings:
+        raise ValueError("no images to take a median spacing from")
+    med = np.median(np.asarray(spacings), axis=0)
+    return (round(float(med[0]), 4), round(float(med[1]), 4))
+
+
+def resampled_size(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, int]:
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))  # type: ignore[return-value]
+
+
+def resample_inplane(volume: np.ndarray | torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize every slice of ``(Z, Y, X)`` (or ``(C, Z, Y, X)``) to ``size``; mode "linear" or "nearest"."""
+    t = torch.as_tensor(volume)
+    lead = t.shape[:-2]
+    flat = t.reshape(-1, 1, *t.shape[-2:])
+    if tuple(flat.shape[-2:]) == tuple(size):
+        return t
+    if mode == "nearest":
+        out = F.interpolate(flat.float(), size=size, mode="nearest-exact").to(t.dtype)
+    else:
+        antialias = size[0] < flat.shape[-2] or size[1] < flat.shape[-1]
+        out = F.interpolate(flat.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return out.reshape(*lead, *size)
+
+
+def _axis_box(n: int, target: int) -> tuple[int, int, int]:
+    """(src start, dst start, length) of a centred crop (n > target) or pad (n < target)."""
+    if n >= target:
+        return ((n - target) // 2, 0, target)
+    return (0, (target - n) // 2, n)
+
+
+def crop_or_pad(volume: torch.Tensor, size: tuple[int, int], fill: float = 0.0) -> tuple[torch.Tensor, CropBox]:
+    """Centre-crop or pad the last two axes to ``size``."""
+    h, w = volume.shape[-2:]
+    box = CropBox((int(h), int(w)), _axis_box(h, size[0]), _axis_box(w, size[1]))
+    out = torch.full((*volume.shape[:-2], *size), fill, dtype=volume.dtype, device=volume.device)
+    (ys, yd, yn), (xs, xd, xn) = box.y, box.x
+    out[..., yd : yd + yn, xd : xd + xn] = volume[..., ys : ys + yn, xs : xs + xn]
+    return out, box
+
+
+def uncrop(frame: torch.Tensor, box: CropBox, fill: float = 0.0) -> torch.Tensor:
+    """Inverse of crop_or_pad: put the frame's content back on the resampled grid."""
+    out = torch.full((*frame.shape[:-2], *box.resampled_shape), fill, dtype=frame.dtype, device=frame.device)
+    (ys, yd, yn), (xs, xd, xn) = box.y, box.x
+    out[..., ys : ys + yn, xs : xs + xn] = frame[..., yd : yd + yn, xd : xd + xn]
+    return out
+
+
+def normalise_intensity(volume: np.ndarray, clip_percentiles: tuple[float, float]) -> np.ndarray:
+    """Clip to percentiles and scale to [0, 1] (the same for every modality)."""
+    lo, hi = np.percentile(volume, clip_percentiles)
+    if hi <= lo:
+        return np.zeros_like(volume, dtype=np.float32)
+    return ((np.clip(volume, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+
+
+def prepare_image(image: MedicalImage, plans: Plans, device: str | torch.device = "cpu") -> PreparedVolume:
+    """Resample, represent (MLNGM or normalised intensities), crop/pad one volume."""
+    from lmisa.mlngm import mlngm_volume
+
+    array = np.asarray(image.array, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if not np.all(np.isfinite(array)):
+        raise ValueError("image contains NaN or Inf")
+    spacing = image.spacing[-2:]
+    target = resampled_size(array.shape[-2:], spacing, plans.spacing)
+    resampled = resample_inplane(array, target, "linear").numpy()
+    if plans.input == "mlngm":
+        rep = mlngm_volume(resampled, levels=plans.mlngm_levels, dims=2, device=device)
+    else:
+        rep = normalise_intensity(resampled, plans.clip_percentiles)
+    framed, box = crop_or_pad(torch.from_numpy(np.ascontiguousarray(rep, dtype=np.float32)), plans.size, 0.0)
+    return PreparedVolume(framed.numpy(), box, tuple(array.shape))  # type: ignore[arg-type]
+
+
+def prepare_label(label: MedicalImage, plans: Plans) -> np.ndarray:
+    """Nearest-neighbour resample and crop/pad a label map like prepare_image does the image."""
+    array = label.array if label.array.ndim == 3 else label.array[None]
+    target = resampled_size(array.shape[-2:], label.spacing[-2:], plans.spacing)
+    resampled = resample_inplane(torch.from_numpy(np.ascontiguousarray(array)), target, "nearest")
+    framed, _ = crop_or_pad(resampled, plans.size, 0)
+    return framed.numpy().astype(np.uint8)
+
+
+def restore_probabilities(probs: torch.Tensor, prepared: PreparedVolume) -> torch.Tensor:
+    """Map ``(C, Z, H, W)`` class probabilities back onto the original ``(C, Z, Y, X)`` grid.
+
+    Whatever lay outside the network's frame is background with certainty.
+    """
+    out = uncrop(probs, prepared.box, 0.0)
+    inside = uncrop(torch.ones_like(probs[0]), prepared.box, 0.0)
+    out[0] += 1.0 - inside
+    return resample_inplane(out, tuple(prepared.original_shape[-2:]), "linear")
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def default_cache_root(cfg_dir: str | None = None) -> Path:
+    if cfg_dir:
+        return Path(cfg_dir)
+    env = os.environ.get("LMISA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "lmisa"
+
+
+def cache_dir_for(dataset_root: Path, plans: Plans, cache_root: Path) -> Path:
+    """One folder per (data set, settings): different settings never share arrays."""
+    root = Path(dataset_root).resolve()
+    tag = hashlib.sha1(str(root).encode()).hexdigest()[:8]
+    return cache_root / f"{root.name}-{tag}" / plans.cache_key()
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_case(image_path: Path, label_path: Path | None, out: Path, plans: Plans) -> Path:
+    """Prepare one case and store it as ``out`` (.npz: input float16, label uint8 if given)."""
+    image = read_image(image_path)
+    prepared = prepare_image(image, plans)
+    arrays = {"input": prepared.input.astype(np.float16)}
+    if label_path is not None:
+        arrays["label"] = prepare_label(read_label(label_path), plans)
+    _save_npz_atomic(out, **arrays)
+    return out
+
+
+def _try_cache_case(job: tuple) -> str:
+    """cache_case for one job; an error comes back as one line instead of stopping the others."""
+    image_path, label_path, out, plans = job
+    try:
+        cache_case(image_path, label_path, out, plans)
+    except Exception as exc:
+        return f"{image_path}: {exc}"
+    return ""
+
+
+def _cache_case_worker(job: tuple) -> str:
+    torch.set_num_threads(1)  # one case per process: no oversubscription
+    return _try_cache_case(job)
+
+
+def build_cache(
+    cases: Sequence[tuple[str, Path, Path | None]],
+    out_dir: Path,
+    plans: Plans,
+    workers: int = 2,
+    progress: bool = True,
+    description: str = "preprocess",
+) -> tuple[dict[str, Path], list[str]]:
+    """Cache every ``(name, image, label)`` case into ``out_dir``; cases already there are skipped.
+
+    Returns the case files and the list of one-line errors (cases that failed are not cached).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "plans.json").write_text(plans.to_json())
+    files = {name: out_dir / f"{name}.npz" for name, _, _ in cases}
+    todo = [(img, lab, files[name], plans) for name, img, lab in cases if not files[name].exists()]
+    errors: list[str] = []
+    if todo:
+        from rich.progress import Progress
+
+        with Progress(disable=not progress, transient=False) as bar:
+            task = bar.add_task(f"{description} ({len(todo)} new, {len(cases) - len(todo)} cached)", total=len(todo))
+            if workers > 1 and len(todo) > 1:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    for err in pool.map(_cache_case_worker, todo):
+                        if err:
+                            errors.append(err)
+                        bar.advance(task)
+            else:
+                for job in todo:
+                    err = _try_cache_case(job)
+                    if err:
+                        errors.append(err)
+                    bar.advance(task)
+    return {k: v for k, v in files.items() if v.exists()}, errors
+
+
+@dataclass
+class SliceSet:
+    """All slices of some cases, stacked: inputs ``(N, H, W)`` float16, labels ``(N, H, W)`` uint8 or None."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor | None
+    case_of_slice: torch.Tensor  # (N,) int64 case index
+    case_names: list[str]
+    case_starts: torch.Tensor  # (num_cases,) first slice index per case
+    case_lengths: torch.Tensor  # (num_cases,)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def to(self, device: torch.device | str) -> "SliceSet":
+        return SliceSet(
+            self.inputs.to(device),
+            None if self.labels is None else self.labels.to(device),
+            self.case_of_slice.to(device),
+            self.case_names,
+            self.case_starts.to(device),
+            self.case_lengths.to(device),
+        )
+
+
+def load_slices(files: dict[str, Path], names: Sequence[str], with_labels: bool) -> SliceSet:
+    """Stack the cached cases ``names`` into one SliceSet (labels only when asked for)."""
+    inputs, labels, owner, starts, lengths = [], [], [], [], []
+    start = 0
+    for i, name in enumerate(names):
+        with np.load(files[name]) as npz:
+            x = npz["input"]
+            inputs.append(torch.from_numpy(x))
+            if with_labels:
+                if "label" not in npz:
+                    raise ValueError(f"{files[name]}: cached case has no label")
+                labels.append(torch.from_numpy(npz["label"]))
+        owner.append(torch.full((x.shape[0],), i, dtype=torch.int64))
+        starts.append(start)
+        lengths.append(x.shape[0])
+        start += x.shape[0]
+    return SliceSet(
+        torch.cat(inputs),
+        torch.cat(labels) if with_labels else None,
+        torch.cat(owner),
+        list(names),
+        torch.tensor(starts, dtype=torch.int64),
+        torch.tensor(lengths, dtype=torch.int64),
+    )

@@ -1,0 +1,74 @@
+"""Batches of 2D slices drawn on the device, with no loader process and no host sync.
+
+All slices of a domain live in one tensor (float16; a data set of this size is a few hundred MB), so
+a batch is an index draw plus a gather. Source slices are drawn foreground-aware (a fixed share among
+slices that hold a label); target slices uniformly. With ``context > 0`` each sample carries its
+neighbouring slices of the same case as extra channels (2.5D).
+
+In distributed training each rank draws with its own seeded generator: sampling with replacement
+from independent streams plays the role of a DistributedSampler.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmisa.preprocess import SliceSet
+
+
+class SliceSampler:
+    """Draw ``(x, y)`` batches from a SliceSet: x ``(B, 2c+1, H, W)`` float32, y ``(B, H, W)`` long or None."""
+
+    def __init__(
+        self,
+        slices: SliceSet,
+        batch_size: int,
+        generator: torch.Generator,
+        context: int = 0,
+        foreground_fraction: float = 0.0,
+        with_labels: bool = True,
+    ) -> None:
+        self.slices = slices
+        self.batch_size = batch_size
+        self.generator = generator
+        self.device = slices.inputs.device
+        self.offsets = torch.arange(-context, context + 1, device=self.device)
+        self.with_labels = with_labels and slices.labels is not None
+        self.n = len(slices)
+        self.fg_index = None
+        self.fg_fraction = 0.0
+        if self.with_labels and foreground_fraction > 0:
+            fg = slices.labels.flatten(1).amax(dim=1) > 0  # one sync at set-up, none per batch
+            index = torch.nonzero(fg).flatten()
+            if index.numel() > 0:
+                self.fg_index = index
+                self.fg_fraction = foreground_fraction
+
+    def draw_indices(self) -> torch.Tensor:
+        g, b = self.generator, self.batch_size
+        idx = torch.randint(0, self.n, (b,), generator=g, device=self.device)
+        if self.fg_index is not None:
+            pick = torch.randint(0, self.fg_index.numel(), (b,), generator=g, device=self.device)
+            use_fg = torch.rand(b, generator=g, device=self.device) < self.fg_fraction
+            idx = torch.where(use_fg, self.fg_index[pick], idx)
+        return idx
+
+    def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inputs (with neighbours as channels) and labels of the slices ``idx``."""
+        return gather_slices(self.slices, idx, self.offsets, self.with_labels)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.gather(self.draw_indices())
+
+
+def gather_slices(
+    slices: SliceSet, idx: torch.Tensor, offsets: torch.Tensor, with_labels: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Slices ``idx`` with their neighbours (clamped inside their own case) as channels."""
+    case = slices.case_of_slice[idx]
+    lo = slices.case_starts[case]
+    hi = lo + slices.case_lengths[case] - 1
+    neighbours = torch.minimum(torch.maximum(idx[:, None] + offsets[None], lo[:, None]), hi[:, None])
+    x = slices.inputs[neighbours].float()
+    y = slices.labels[idx].long() if with_labels and slices.labels is not None else None
+    return x, y

@@ -1,0 +1,100 @@
+"""Training: ``train()`` is the Python entry point behind ``lmisa train``.
+
+Example (on tiny phantoms; see ``lmisa synth``)::
+
+    from lmisa.training import train
+    run = train("ph/CT", "ph/MR", variant="lmisa", out="runs/demo", overrides={"train": {"epochs": 2}})
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from lmisa.config import Config, apply_variant
+from lmisa.errors import LmisaError
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config(
+    config: str | Path | Config | None = None,
+    variant: str | None = None,
+    dims: int | None = None,
+    device: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Config file (or object) + variant switches + explicit overrides, in that order."""
+    cfg = config if isinstance(config, Config) else (Config.load(config) if config else Config())
+    cfg = apply_variant(cfg, variant or cfg.variant)
+    if overrides:
+        cfg = Config.from_dict(_merge(cfg.to_dict(), overrides), "overrides")
+    if dims is not None:
+        cfg.train.dims = dims
+    if device is not None:
+        cfg.train.device = device
+    if cfg.train.dims != 2:
+        raise LmisaError(f"--dims {cfg.train.dims}: only the 2D path is implemented in this version")
+    return cfg
+
+
+def train(
+    source: str | Path,
+    target: str | Path | None,
+    out: str | Path | None = None,
+    config: str | Path | Config | None = None,
+    variant: str | None = None,
+    dims: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Train one run and return its folder (see lmisa.training.run for what it holds)."""
+    from lmisa.preprocess import Plans
+    from lmisa.training import run as runfiles
+    from lmisa.training.data import prepare_training_data
+    from lmisa.training.trainer import Trainer, resolve_device
+
+    source = Path(source)
+    target = Path(target) if target is not None else None
+    if resume:
+        if out is None:
+            raise LmisaError("--resume needs --out RUN_DIR")
+        run_dir = runfiles.prepare_run_dir(Path(out), resume=True)
+        cfg = Config.load(run_dir / runfiles.CONFIG)
+        if device is not None:
+            cfg.train.device = device
+        split = json.loads((run_dir / runfiles.SPLIT).read_text())
+    else:
+        cfg = resolve_config(config, variant, dims, device, overrides)
+        run_dir = runfiles.prepare_run_dir(Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant), False)
+        split = None
+    log = runfiles.file_logger(run_dir)
+    data = prepare_training_data(cfg, source, target, split=split, progress=progress, log=log)
+    if not resume:
+        cfg.data.spacing = tuple(data.plans.spacing)  # resolved: written out in full
+        cfg.save(run_dir / runfiles.CONFIG)
+        (run_dir / runfiles.PLANS).write_text(data.plans.to_json())
+        meta = dict(data.split, source=str(source.resolve()), target=str(target.resolve()) if target else None)
+        (run_dir / runfiles.SPLIT).write_text(json.dumps(meta, indent=2))
+    else:
+        saved = Plans.from_json((run_dir / runfiles.PLANS).read_text())
+        if saved.cache_key() != data.plans.cache_key():
+            raise LmisaError(f"{run_dir}: the data settings changed since the run started; start a new run")
+    trainer = Trainer(cfg, data, run_dir, device=resolve_device(cfg.train.device), progress=progress, log=log)
+    if resume:
+        trainer.load(run_dir / runfiles.CKPT_DIR / runfiles.LATEST)
+        log.info("resumed at epoch %d", trainer.epoch)
+    trainer.fit()
+    return run_dir
+
+
+__all__ = ["train", "resolve_config"]

@@ -1,0 +1,126 @@
+"""From two data set folders to slices in memory: check, split, plan, cache, load.
+
+The UDA rule lives here: the target domain is opened without labels (its label files are never
+listed, read or cached) unless the variant is ``supervised``, the upper bound that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmisa.config import Config
+from lmisa.datasets import Case, Domain, check_domain, split_cases
+from lmisa.errors import LmisaError
+from lmisa.preprocess import (
+    Plans,
+    SliceSet,
+    build_cache,
+    cache_dir_for,
+    default_cache_root,
+    load_slices,
+    median_inplane_spacing,
+)
+
+
+@dataclass
+class TrainingData:
+    plans: Plans
+    split: dict[str, list[str]]
+    source_train: SliceSet
+    source_val: SliceSet
+    target_train: SliceSet | None
+
+
+def _raise_problems(problems: list, what: str) -> None:
+    if problems:
+        lines = "\n".join(str(p) for p in problems)
+        raise LmisaError(f"{what}: {len(problems)} problem(s) found\n{lines}")
+
+
+def make_plans(cfg: Config, source: Domain) -> Plans:
+    """Resolve the data settings: the in-plane spacing defaults to the source's median."""
+    spacing = cfg.data.spacing or median_inplane_spacing(c.image for c in source.cases("train"))
+    return Plans(
+        spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+        size=tuple(cfg.data.size),  # type: ignore[arg-type]
+        input=cfg.data.input,
+        mlngm_levels=cfg.data.mlngm_levels,
+        context_slices=cfg.data.context_slices,
+        clip_percentiles=tuple(cfg.data.clip_percentiles),  # type: ignore[arg-type]
+        labels=dict(source.labels),
+    )
+
+
+def make_split(cfg: Config, source: Domain, target: Domain | None) -> dict[str, list[str]]:
+    names = [c.name for c in source.cases("train")]
+    parts = split_cases(names, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed)
+    split = {"source_train": parts["train"], "source_val": parts["val"]}
+    split["target_train"] = [c.name for c in target.cases("train")] if target is not None else []
+    return split
+
+
+def _cache_domain(
+    domain: Domain, names: list[str], plans: Plans, with_labels: bool, cache_root: Path, progress: bool, what: str
+) -> dict[str, Path]:
+    cases = {c.name: c for c in domain.cases("train")}
+    missing = [n for n in names if n not in cases]
+    if missing:
+        raise LmisaError(f"{domain.root}: cases in the split are missing: {', '.join(missing)}")
+    jobs = [(n, cases[n].image, cases[n].label if with_labels else None) for n in names]
+    folder = cache_dir_for(domain.root, plans, cache_root)
+    if not with_labels:
+        folder = folder.with_name(folder.name + "-nolabel")  # an unlabelled cache never holds labels
+    files, errors = build_cache(jobs, folder, plans, progress=progress, description=what)
+    _raise_problems(errors, f"{domain.root}")
+    return files
+
+
+def prepare_training_data(
+    cfg: Config,
+    source_path: Path,
+    target_path: Path | None,
+    split: dict[str, list[str]] | None = None,
+    progress: bool = True,
+    log: logging.Logger | None = None,
+) -> TrainingData:
+    """Check both domains, plan, split (or reuse ``split``), cache and load the slices."""
+    supervised = cfg.reads_target_labels
+    if supervised and target_path is None:
+        raise LmisaError("variant 'supervised' trains on the target's labels: give --target")
+    # supervised: the target's labelled cases are the training data; source is not used
+    labelled_path = target_path if supervised else source_path
+    _raise_problems(check_domain(labelled_path, require_labels=True), str(labelled_path))
+    labelled = Domain.open(labelled_path)
+    unlabelled = None
+    if target_path is not None and not supervised and cfg.uses_target_images:
+        _raise_problems(check_domain(target_path, require_labels=False), str(target_path))
+        unlabelled = Domain.open(target_path)
+    if supervised and log:
+        log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
+    plans = make_plans(cfg, labelled)
+    split = split or make_split(cfg, labelled, unlabelled)
+    cache_root = default_cache_root(cfg.data.cache_dir)
+    src_files = _cache_domain(
+        labelled, split["source_train"] + split["source_val"], plans, True, cache_root, progress, "labelled cases"
+    )
+    source_train = load_slices(src_files, split["source_train"], with_labels=True)
+    source_val = load_slices(src_files, split["source_val"], with_labels=True)
+    target_train = None
+    if unlabelled is not None and split.get("target_train"):
+        tgt_files = _cache_domain(unlabelled, split["target_train"], plans, False, cache_root, progress, "target images")
+        target_train = load_slices(tgt_files, split["target_train"], with_labels=False)
+    if log:
+        log.info(
+            "plans %s; slices: source train %d, source val %d, target %s",
+            json.dumps({"spacing": plans.spacing, "size": plans.size, "input": plans.input}),
+            len(source_train),
+            len(source_val),
+            len(target_train) if target_train is not None else "-",
+        )
+    return TrainingData(plans, split, source_train, source_val, target_train)
+
+
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "Case"]

@@ -1,0 +1,378 @@
+"""The LMISA trainer: a short loop of named hooks; variants switch terms off through the config.
+
+``fit`` is the whole loop::
+
+    on_train_start()
+    for each epoch:  on_epoch_start(); train_step(sample_batch()) x steps; validation_step(); on_epoch_end()
+    on_train_end()
+
+A variant or a peer method subclasses Trainer and overrides a hook (``build_models``,
+``train_step``, ...), never the loop. Losses are accumulated on the device and read once per
+``log_every`` steps, so the hot loop has no host sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lmisa.augment import augment_batch, standardise
+from lmisa.config import Config
+from lmisa.errors import LmisaError
+from lmisa.losses import (
+    critic_loss,
+    generator_adversarial_loss,
+    one_hot,
+    reconstruction_loss,
+    segmentation_loss,
+    to_critic_input,
+)
+from lmisa.nets import build_critic, build_generator, count_parameters
+from lmisa.sampling import SliceSampler, gather_slices
+from lmisa.training import run as runfiles
+from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
+from lmisa.training.data import TrainingData
+from lmisa.training.plot import plot_progress
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LmisaError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+class Trainer:
+    """Train a generator (and critic) from TrainingData into ``run_dir``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        data: TrainingData,
+        run_dir: Path,
+        device: torch.device | str = "cpu",
+        progress: bool = True,
+        log: logging.Logger | None = None,
+        distributed: Any = None,
+    ) -> None:
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.device = torch.device(device)
+        self.progress = progress
+        self.log = log or logging.getLogger("lmisa.train")
+        self.dist = distributed  # lmisa.training.distributed.DistContext or None
+        self.is_main = distributed is None or distributed.rank == 0
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val = float("inf")
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.num_classes = data.plans.num_classes
+        self.in_channels = 2 * cfg.data.context_slices + 1
+
+        torch.manual_seed(cfg.train.seed)
+        rank = distributed.rank if distributed is not None else 0
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.train.seed * 1000 + rank)
+        self.build_models()
+        self.build_optimisers()
+        self.build_samplers()
+        self.seg_loss = segmentation_loss(cfg.loss.seg).to(self.device)
+
+    # ------------------------------------------------------------------ set-up hooks
+    def build_models(self) -> None:
+        m = self.cfg.model
+        self.net = build_generator(
+            dims=self.cfg.train.dims,
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            widths=tuple(m.widths),
+            recon_from=m.recon_from,
+            norm=m.norm,
+        ).to(self.device)
+        self.critic = None
+        if self.cfg.uses_critic:
+            self.critic = build_critic(
+                dims=self.cfg.train.dims, in_channels=self.num_classes - 1, widths=tuple(m.critic_widths)
+            ).to(self.device)
+        if self.dist is not None:
+            self.net = self.dist.wrap(self.net)
+            if self.critic is not None:
+                self.critic = self.dist.wrap(self.critic)
+
+    def build_optimisers(self) -> None:
+        t = self.cfg.train
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=t.lr_decay_every, gamma=t.lr_decay)
+        self.opt_critic = self.sched_critic = None
+        if self.critic is not None:
+            self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=t.critic_lr)
+            self.sched_critic = torch.optim.lr_scheduler.StepLR(
+                self.opt_critic, step_size=t.lr_decay_every, gamma=t.lr_decay
+            )
+
+    def build_samplers(self) -> None:
+        t, d = self.cfg.train, self.cfg.data
+        src = self.data.source_train.to(self.device)
+        self.source_sampler = SliceSampler(
+            src, t.batch_size, self.generator, d.context_slices, d.foreground_fraction, with_labels=True
+        )
+        self.target_sampler = None
+        if self.cfg.uses_target_images and self.data.target_train is not None:
+            tgt = self.data.target_train.to(self.device)
+            self.target_sampler = SliceSampler(tgt, t.batch_size, self.generator, d.context_slices, 0.0, False)
+        self.val_slices = self.data.source_val.to(self.device)
+        self.val_index = self._fixed_val_index()
+
+    def _fixed_val_index(self) -> torch.Tensor:
+        """A fixed, deterministic set of source validation slices (labelled ones first)."""
+        labels = self.val_slices.labels
+        n = min(len(self.val_slices), self.cfg.train.val_batches * self.cfg.train.batch_size)
+        has_fg = labels.flatten(1).amax(1) > 0
+        order = torch.argsort((~has_fg).to(torch.int8), stable=True)  # labelled slices first
+        g = torch.Generator().manual_seed(12345)
+        fg, bg = order[: int(has_fg.sum())], order[int(has_fg.sum()) :]
+        fg = fg[torch.randperm(len(fg), generator=g).to(fg.device)]
+        bg = bg[torch.randperm(len(bg), generator=g).to(bg.device)]
+        n_fg = min(len(fg), (2 * n) // 3)
+        return torch.cat([fg[:n_fg], bg[: n - n_fg]]).sort().values
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, Any]:
+        self.on_train_start()
+        for self.epoch in range(self.epoch, self.cfg.train.epochs):
+            self.on_epoch_start()
+            for step in range(self.cfg.train.steps_per_epoch):
+                self.on_step_end(step, self.train_step(self.sample_batch()))
+            val = self.validation_step()
+            self.on_epoch_end(val)
+        return self.on_train_end()
+
+    def autocast(self):
+        if self.use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def sample_batch(self) -> dict[str, torch.Tensor]:
+        aug, g = self.cfg.augment, self.generator
+        xs, ys = self.source_sampler.sample()
+        xs, ys = augment_batch(xs, ys, aug, g)
+        batch = {"xs": standardise(xs), "ys": ys}
+        if self.target_sampler is not None:
+            xt, _ = self.target_sampler.sample()
+            xt, _ = augment_batch(xt, None, aug, g)
+            batch["xt"] = standardise(xt)
+        return batch
+
+    def recon_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction head rebuilds the centre slice of the (standardised) input."""
+        c = self.cfg.data.context_slices
+        return x[:, c : c + 1]
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One generator update (seg + recon + adversarial) and one critic update (WGAN-GP)."""
+        cfg, L = self.cfg, self.cfg.loss
+        xs, ys = batch["xs"], batch["ys"]
+        xt = batch.get("xt")
+        n_s = xs.shape[0]
+        stats: dict[str, torch.Tensor] = {}
+        with self.autocast():
+            x = torch.cat([xs, xt]) if xt is not None else xs
+            seg, rec = self.net(x)
+            seg_s = seg[:n_s].float()
+            loss_seg = self.seg_loss(seg_s, ys)
+            total = L.w_seg * loss_seg
+            stats["seg"] = loss_seg.detach()
+            if cfg.uses_recon and xt is not None:
+                loss_rec = reconstruction_loss(rec[:n_s].float(), self.recon_target(xs)) + reconstruction_loss(
+                    rec[n_s:].float(), self.recon_target(xt)
+                )
+                total = total + L.w_recon * loss_rec
+                stats["recon"] = loss_rec.detach()
+            fake = None
+            if self.critic is not None and xt is not None:
+                fake = to_critic_input(torch.softmax(seg[n_s:].float(), dim=1))
+                loss_adv = generator_adversarial_loss(self.critic, fake)
+                total = total + L.w_adv * loss_adv
+                stats["adv"] = loss_adv.detach()
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        stats["total"] = total.detach()
+        if fake is not None:
+            real = to_critic_input(one_hot(ys, self.num_classes, smoothing=L.real_label_smoothing))
+            with self.autocast():
+                loss_c, cstats = critic_loss(self.critic, real, fake.detach(), gp_weight=L.gp_weight)
+            self.opt_critic.zero_grad(set_to_none=True)
+            loss_c.backward()
+            self.opt_critic.step()
+            stats["critic"] = loss_c.detach()
+            for k, v in cstats.items():
+                stats[f"critic_{k}"] = v.detach()
+        return stats
+
+    @torch.no_grad()
+    def validation_step(self) -> dict[str, float]:
+        """Loss and Dice on held-out SOURCE slices: the model-selection criterion (no target label)."""
+        self.net.eval()
+        offsets = self.source_sampler.offsets
+        bs = self.cfg.train.batch_size
+        total_loss = torch.zeros((), device=self.device)
+        inter = torch.zeros(self.num_classes - 1, device=self.device)
+        denom = torch.zeros(self.num_classes - 1, device=self.device)
+        for start in range(0, len(self.val_index), bs):
+            idx = self.val_index[start : start + bs]
+            x, y = gather_slices(self.val_slices, idx, offsets)
+            x = standardise(x)
+            with self.autocast():
+                seg, rec = self.net(x)
+            seg, rec = seg.float(), rec.float()
+            loss = self.cfg.loss.w_seg * F.cross_entropy(seg, y)
+            if self.cfg.uses_recon:
+                loss = loss + self.cfg.loss.w_recon * reconstruction_loss(rec, self.recon_target(x))
+            total_loss += loss * len(idx)
+            pred = seg.argmax(1)
+            for c in range(1, self.num_classes):
+                p, t = pred == c, y == c
+                inter[c - 1] += (p & t).sum()
+                denom[c - 1] += p.sum() + t.sum()
+        self.net.train()
+        dice = torch.where(denom > 0, 200 * inter / denom.clamp_min(1), torch.full_like(denom, float("nan")))
+        result = {"val_loss": float(total_loss / max(1, len(self.val_index))), "val_dice": float(dice.nanmean())}
+        for c, name in enumerate(self._label_names()[1:]):
+            result[f"val_dice_{name}"] = float(dice[c])
+        return result
+
+    def _label_names(self) -> list[str]:
+        labels = self.data.plans.labels
+        return [k for k, _ in sorted(labels.items(), key=lambda kv: kv[1])]
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_start(self) -> None:
+        self.t_start = time.perf_counter()
+        self.wall_before = self.history[-1]["wall_s"] if self.history else 0.0
+        self.samples_per_step = self.cfg.train.batch_size * (2 if self.target_sampler is not None else 1)
+        if self.is_main:
+            params = count_parameters(self._bare(self.net))
+            cparams = count_parameters(self._bare(self.critic)) if self.critic is not None else 0
+            self.log.info(
+                "variant %s on %s: generator %d parameters, critic %d; epochs %d x %d steps, batch %d",
+                self.cfg.variant, self.device, params, cparams,
+                self.cfg.train.epochs, self.cfg.train.steps_per_epoch, self.cfg.train.batch_size,
+            )
+        self._bar = None
+        if self.progress and self.is_main:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            )
+            total = self.cfg.train.epochs * self.cfg.train.steps_per_epoch
+            self._task = self._bar.add_task(
+                self.cfg.variant, total=total, completed=self.epoch * self.cfg.train.steps_per_epoch, info=""
+            )
+            self._bar.start()
+
+    def on_epoch_start(self) -> None:
+        self.epoch_sums: dict[str, torch.Tensor] = {}
+        self.epoch_steps = 0
+        self.t_epoch = time.perf_counter()
+        self.t_window = time.perf_counter()
+
+    def on_step_end(self, step: int, stats: dict[str, torch.Tensor]) -> None:
+        for k, v in stats.items():
+            self.epoch_sums[k] = self.epoch_sums.get(k, 0) + v
+        self.epoch_steps += 1
+        every = self.cfg.train.log_every
+        if self._bar is not None and ((step + 1) % every == 0 or step + 1 == self.cfg.train.steps_per_epoch):
+            means = {k: float(v) / self.epoch_steps for k, v in self.epoch_sums.items() if not k.startswith("critic_")}
+            now = time.perf_counter()
+            n = every if (step + 1) % every == 0 else (step + 1) % every
+            rate = n * self.samples_per_step / max(now - self.t_window, 1e-9)
+            self.t_window = now
+            info = " ".join(f"{k} {v:.3g}" for k, v in means.items()) + f" | {rate:.0f} slices/s"
+            self._bar.update(self._task, completed=self.epoch * self.cfg.train.steps_per_epoch + step + 1,
+                             description=f"{self.cfg.variant} ep {self.epoch + 1}/{self.cfg.train.epochs}", info=info)
+
+    def on_epoch_end(self, val: dict[str, float]) -> None:
+        self.sched.step()
+        if self.sched_critic is not None:
+            self.sched_critic.step()
+        seconds = time.perf_counter() - self.t_epoch
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.opt.param_groups[0]["lr"]}
+        row.update({f"loss_{k}": float(v) / max(1, self.epoch_steps) for k, v in self.epoch_sums.items()})
+        row.update(val)
+        row["slices_per_s"] = self.epoch_steps * self.samples_per_step / max(seconds, 1e-9)
+        row["wall_s"] = self.wall_before + time.perf_counter() - self.t_start
+        self.history.append(row)
+        improved = val["val_loss"] < self.best_val
+        if improved:
+            self.best_val = val["val_loss"]
+        if self.is_main:
+            self.save(best=improved)
+            runfiles.write_history_csv(self.run_dir / runfiles.LOG_CSV, self.history)
+            plot_progress(self.history, self.run_dir / runfiles.PROGRESS)
+            self.log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+    def on_train_end(self) -> dict[str, Any]:
+        if self._bar is not None:
+            self._bar.stop()
+        if self.is_main:
+            (self.run_dir / runfiles.DONE).write_text("finished\n")
+        return self.history[-1] if self.history else {}
+
+    # ------------------------------------------------------------------ checkpoints
+    @staticmethod
+    def _bare(module: torch.nn.Module | None) -> torch.nn.Module | None:
+        return getattr(module, "module", module)
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "net": self._bare(self.net).state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "best_val": self.best_val,
+            "history": self.history,
+            "rng_sampler": self.generator.get_state(),
+            "rng_torch": torch.get_rng_state(),
+            "config": self.cfg.to_dict(),
+            "plans": self.data.plans.to_json(),
+        }
+        if self.critic is not None:
+            state.update(
+                critic=self._bare(self.critic).state_dict(),
+                opt_critic=self.opt_critic.state_dict(),
+                sched_critic=self.sched_critic.state_dict(),
+            )
+        return state
+
+    def save(self, best: bool) -> None:
+        ckpt = self.run_dir / runfiles.CKPT_DIR
+        state = self.state()
+        save_checkpoint(state, ckpt / runfiles.LATEST)
+        if best:
+            save_checkpoint({k: state[k] for k in ("epoch", "net", "config", "plans", "best_val")}, ckpt / runfiles.BEST)
+
+    def load(self, path: Path) -> None:
+        """Restore everything from a ``latest`` checkpoint so training continues where it stopped."""
+        state = load_checkpoint(path, map_location=self.device)
+        self._bare(self.net).load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        if self.critic is not None and "critic" in state:
+            self._bare(self.critic).load_state_dict(state["critic"])
+            self.opt_critic.load_state_dict(state["opt_critic"])
+            self.sched_critic.load_state_dict(state["sched_critic"])
+        self.epoch = int(state["epoch"])
+        self.best_val = float(state["best_val"])
+        self.history = list(state["history"])
+        self.generator.set_state(state["rng_sampler"].cpu())
+        torch.set_rng_state(state["rng_torch"].cpu())
