@@ -1,0 +1,110 @@
+"""End-to-end training on tiny data: run folder, losses, resume equivalence, no target labels read."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import lmisa.io
+from lmisa.errors import LmisaError
+from lmisa.training import train
+from lmisa.training.checkpoint import load_checkpoint
+from lmisa.training.trainer import Trainer
+
+LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
+TINY = {
+    "data": {"size": [32, 32], "spacing": [1.5, 1.5]},
+    "train": {"batch_size": 4, "val_batches": 1, "epochs": 3, "steps_per_epoch": 3, "log_every": 1},
+}
+
+
+@pytest.fixture
+def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    src = nnunet_factory("src", n_cases=3, shape=(5, 24, 24), labels=LABELS, seed=0)
+    tgt = nnunet_factory("tgt", n_cases=2, shape=(4, 20, 20), spacing=(5.0, 1.8, 1.8), labels=LABELS, seed=1)
+    return src, tgt
+
+
+def test_run_folder_has_everything(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    run = train(src, tgt, out=tmp_path / "run", overrides=TINY, progress=False)
+    for name in ("config.yaml", "plans.json", "split.json", "log.csv", "progress.png", "train.log", "DONE"):
+        assert (run / name).exists(), name
+    assert (run / "checkpoints" / "latest.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert {"loss_seg", "loss_recon", "loss_adv", "loss_critic", "val_loss", "val_dice"} <= set(rows[0])
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")  # weights_only=True
+    assert state["epoch"] == 3 and "critic" in state
+
+
+def test_never_overwrites_another_run(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    run = train(src, tgt, out=tmp_path / "run", overrides=TINY, progress=False)
+    with pytest.raises(LmisaError, match="not empty"):
+        train(src, tgt, out=run, overrides=TINY, progress=False)
+
+
+def test_losses_go_down(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": dict(TINY["train"], epochs=4, steps_per_epoch=8)}
+    cfg["augment"] = {"enabled": False}
+    run = train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False, variant="lmisa")
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert float(rows[-1]["loss_seg"]) < float(rows[0]["loss_seg"])
+    assert float(rows[-1]["loss_recon"]) < float(rows[0]["loss_recon"])
+
+
+def test_resume_equals_straight_run(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    straight = train(src, tgt, out=tmp_path / "straight", overrides=TINY, progress=False)
+
+    original = Trainer.on_epoch_end
+
+    def stop_after_first_epoch(self, val):
+        original(self, val)
+        if self.epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(src, tgt, out=tmp_path / "cut", overrides=TINY, progress=False)
+    monkeypatch.setattr(Trainer, "on_epoch_end", original)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "latest.pt")["epoch"] == 1
+    resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
+    for key in ("net", "critic"):
+        for name, tensor in a[key].items():
+            torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
+    assert [r["epoch"] for r in b["history"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("variant", ["lmisa", "no_mlngm", "no_recon", "no_shape", "source_only"])
+def test_uda_variants_never_read_a_target_label(domains, tmp_path: Path, monkeypatch, variant: str) -> None:
+    src, tgt = domains
+    shutil.rmtree(tgt / "labelsTr")  # nothing to read: a target label read would fail loudly
+    read_label = lmisa.io.read_label
+
+    def guarded(path, *a, **k):
+        assert Path(tgt) not in Path(path).resolve().parents, f"target label read: {path}"
+        return read_label(path, *a, **k)
+
+    monkeypatch.setattr(lmisa.io, "read_label", guarded)
+    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
+    cfg = {"data": TINY["data"], "train": dict(TINY["train"], epochs=1, steps_per_epoch=2)}
+    run = train(src, tgt, out=tmp_path / variant, variant=variant, overrides=cfg, progress=False)
+    assert (run / "DONE").exists()
+
+
+def test_supervised_reads_target_labels_and_says_so(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": dict(TINY["train"], epochs=1, steps_per_epoch=2)}
+    run = train(src, tgt, out=tmp_path / "sup", variant="supervised", overrides=cfg, progress=False)
+    assert "reads the TARGET labels" in (run / "train.log").read_text()
