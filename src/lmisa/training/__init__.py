@@ -57,14 +57,38 @@ def train(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> Path:
-    """Train one run and return its folder (see lmisa.training.run for what it holds)."""
+    """Train one run and return its folder (see lmisa.training.run for what it holds).
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains with DDP; rank 0 writes the run folder.
+    """
+    from lmisa.training import run as runfiles
+    from lmisa.training.trainer import resolve_device
+
+    from lmisa.training import distributed
+
+    source = Path(source)
+    target = Path(target) if target is not None else None
+    ctx = None
+    if distributed.launched_by_torchrun():
+        wanted = device or (Config.load(Path(out) / runfiles.CONFIG).train.device if resume and out else "auto")
+        ctx = distributed.init_from_env(resolve_device(wanted).type)
+        if out is None:
+            raise LmisaError("distributed training needs --out (every rank must write to the same run)")
+    is_main = ctx is None or ctx.rank == 0
+    try:
+        return _train(source, target, out, config, variant, dims, device, resume, progress and is_main, overrides, ctx)
+    finally:
+        if ctx is not None:
+            distributed.shutdown()
+
+
+def _train(source, target, out, config, variant, dims, device, resume, progress, overrides, ctx) -> Path:
     from lmisa.preprocess import Plans
     from lmisa.training import run as runfiles
     from lmisa.training.data import prepare_training_data
     from lmisa.training.trainer import Trainer, resolve_device
 
-    source = Path(source)
-    target = Path(target) if target is not None else None
+    is_main = ctx is None or ctx.rank == 0
     if resume:
         if out is None:
             raise LmisaError("--resume needs --out RUN_DIR")
@@ -75,21 +99,30 @@ def train(
         split = json.loads((run_dir / runfiles.SPLIT).read_text())
     else:
         cfg = resolve_config(config, variant, dims, device, overrides)
-        run_dir = runfiles.prepare_run_dir(Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant), False)
+        run_dir = Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant)
+        if is_main:
+            runfiles.prepare_run_dir(run_dir, False)
         split = None
-    log = runfiles.file_logger(run_dir)
+    if ctx is not None:
+        ctx.barrier()  # rank 0 made the folder; the others only read from here on
+    log = runfiles.file_logger(run_dir) if is_main else runfiles.null_logger()
+    if ctx is not None and not is_main:
+        ctx.barrier()  # rank 0 builds the cache first
     data = prepare_training_data(cfg, source, target, split=split, progress=progress, log=log)
-    if not resume:
+    if ctx is not None and is_main:
+        ctx.barrier()
+    if not resume and is_main:
         cfg.data.spacing = tuple(data.plans.spacing)  # resolved: written out in full
         cfg.save(run_dir / runfiles.CONFIG)
         (run_dir / runfiles.PLANS).write_text(data.plans.to_json())
         meta = dict(data.split, source=str(source.resolve()), target=str(target.resolve()) if target else None)
         (run_dir / runfiles.SPLIT).write_text(json.dumps(meta, indent=2))
-    else:
+    elif resume:
         saved = Plans.from_json((run_dir / runfiles.PLANS).read_text())
         if saved.cache_key() != data.plans.cache_key():
             raise LmisaError(f"{run_dir}: the data settings changed since the run started; start a new run")
-    trainer = Trainer(cfg, data, run_dir, device=resolve_device(cfg.train.device), progress=progress, log=log)
+    device_ = ctx.device if ctx is not None else resolve_device(cfg.train.device)
+    trainer = Trainer(cfg, data, run_dir, device=device_, progress=progress, log=log, distributed=ctx)
     if resume:
         trainer.load(run_dir / runfiles.CKPT_DIR / runfiles.LATEST)
         log.info("resumed at epoch %d", trainer.epoch)

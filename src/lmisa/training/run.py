@@ -86,3 +86,11 @@ def file_logger(run_dir: Path, name: str = "lmisa.train") -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     return logger
+
+
+def null_logger() -> logging.Logger:
+    """A logger that drops everything (ranks other than 0)."""
+    logger = logging.getLogger("lmisa.train.null")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return logger
