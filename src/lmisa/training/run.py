@@ -8,6 +8,7 @@ Layout::
     RUN/log.csv         one row per epoch;   RUN/train.log  the text log
     RUN/progress.png    losses and source validation per epoch
     RUN/checkpoints/latest.pt, best.pt
+    RUN/hardware.txt    the device the run trained on
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ CKPT_DIR = "checkpoints"
 LATEST = "latest.pt"
 BEST = "best.pt"
 DONE = "DONE"
+HARDWARE = "hardware.txt"
 
 
 def default_run_dir(source: Path, target: Path | None, variant: str, root: Path = Path("runs")) -> Path:

@@ -50,6 +50,27 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by this process on CUDA; peak resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def describe_device(device: torch.device | str) -> str:
+    """One line naming the hardware a run used (written to RUN/hardware.txt)."""
+    import os
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{name}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    return f"CPU {platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
+
+
 class Trainer:
     """Train a generator (and critic) from TrainingData into ``run_dir``."""
 
@@ -259,6 +280,7 @@ class Trainer:
         self.wall_before = self.history[-1]["wall_s"] if self.history else 0.0
         self.samples_per_step = self.cfg.train.batch_size * (2 if self.target_sampler is not None else 1)
         if self.is_main:
+            (self.run_dir / runfiles.HARDWARE).write_text(describe_device(self.device) + "\n")
             params = count_parameters(self._bare(self.net))
             cparams = count_parameters(self._bare(self.critic)) if self.critic is not None else 0
             self.log.info(
@@ -311,6 +333,7 @@ class Trainer:
         row.update(val)
         row["slices_per_s"] = self.epoch_steps * self.samples_per_step / max(seconds, 1e-9)
         row["wall_s"] = self.wall_before + time.perf_counter() - self.t_start
+        row["peak_mem_mb"] = peak_memory_mb(self.device)
         self.history.append(row)
         improved = val["val_loss"] < self.best_val
         if improved:

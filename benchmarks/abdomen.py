@@ -1,0 +1,394 @@
+"""Real-data benchmark: abdominal CT <-> MR, both directions, LMISA with its ablations and bounds.
+
+    python benchmarks/abdomen.py --quick                       # CPU, < 30 min: source_only vs lmisa
+    python benchmarks/abdomen.py --device cuda --parallel 13   # the full table (one H100: minutes)
+    python benchmarks/abdomen.py --test-target OTHER_DATASET   # evaluate finished runs elsewhere
+
+Phases (``--phase``): ``train`` (every run of the table; finished runs are kept unless ``--force``),
+``evaluate`` (predict the test target with ``lmisa.predict`` and score it with ``lmisa.evaluation``,
+whole volume and "organ slices"), ``all`` (both). Runs go into OUT/runs/<direction>/<variant>/seed<k>,
+predictions into OUT/predictions/..., the table into OUT/results.{json,md} (and docs/ with
+``--write-docs``).
+
+Honesty: target labels are read only by the ``evaluate`` phase (test cases training never saw) and by
+the ``supervised`` bound. Every setting below was fixed before looking at any target result; model
+selection uses the held-out SOURCE cases (lowest source validation loss).
+
+The default split divides the shared data by case with a fixed seed (never by slice): 25% of each
+modality's cases are test cases, the rest train (of which 20% are held out as source validation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ABDOMEN = Path(os.environ.get("LMISA_ABDOMEN", REPO.parent / "shared" / "data" / "abdomen"))
+ORGANS = ("liver", "right_kidney", "left_kidney", "spleen")
+MAIN_VARIANTS = ("source_only", "lmisa", "supervised")
+ABLATIONS = ("lmisa_paper", "no_mlngm", "no_recon", "no_shape")
+
+# Settings shared by every variant; fixed before any target result was seen. The in-plane spacing
+# and frame are a compute choice (2 mm, 192 x 192 = 384 mm field of view), the same in both directions.
+FULL = {
+    "data": {"spacing": [2.0, 2.0], "size": [192, 192]},
+    "train": {"batch_size": 16, "epochs": 20, "steps_per_epoch": 100, "lr_decay_every": 5},
+}
+QUICK = {
+    "data": {"spacing": [3.0, 3.0], "size": [128, 128]},
+    "train": {"batch_size": 8, "epochs": 6, "steps_per_epoch": 50, "lr_decay_every": 2, "val_batches": 4},
+}
+PUBLISHED = {  # SIFA (Chen et al., IEEE TMI 2020), mean Dice % over the four organs, standard split
+    "supervised on the target": {"MR->CT": 88.7, "CT->MR": 87.3},
+    "no adaptation": {"MR->CT": 58.2, "CT->MR": 57.7},
+    "CycleGAN": {"MR->CT": 79.9, "CT->MR": 83.1},
+    "SIFA": {"MR->CT": 83.7, "CT->MR": 85.4},
+}
+
+
+@dataclass
+class Direction:
+    name: str  # "CT->MR"
+    train_source: Path
+    train_target: Path
+    test_target: Path
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("->", "2").replace(" ", "_")
+
+
+# ----------------------------------------------------------------------------- data split
+
+
+def split_dataset(src: Path, out: Path, test_fraction: float, seed: int) -> tuple[Path, Path]:
+    """Two nnU-Net folders (train, test) of links to ``src``'s cases, split by case."""
+    import random
+
+    meta = json.loads((src / "dataset.json").read_text())
+    names = sorted(p.name[: -len("_0000.nii.gz")] for p in (src / "imagesTr").glob("*_0000.nii.gz"))
+    rng = random.Random(seed)
+    shuffled = names[:]
+    rng.shuffle(shuffled)
+    n_test = max(1, round(len(names) * test_fraction))
+    parts = {"train": sorted(shuffled[n_test:]), "test": sorted(shuffled[:n_test])}
+    paths = []
+    for part, cases in parts.items():
+        root = out / f"{src.name}_{part}"
+        for sub in ("imagesTr", "labelsTr"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for c in cases:
+            for sub, fname in (("imagesTr", f"{c}_0000.nii.gz"), ("labelsTr", f"{c}.nii.gz")):
+                link = root / sub / fname
+                if not link.exists():
+                    link.symlink_to((src / sub / fname).resolve())
+        (root / "dataset.json").write_text(json.dumps(dict(meta, numTraining=len(cases)), indent=2))
+        paths.append(root)
+    return paths[0], paths[1]
+
+
+def default_directions(out: Path, seed: int) -> list[Direction]:
+    data = out / "data"
+    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists() and (data / "CT_BTCV_train" / "dataset.json").exists():
+        # a copy of the split made elsewhere (benchmarks/compact_data.py): train phase only
+        ct, mr = data / "CT_BTCV", data / "MR_CHAOS_T2"
+        return [
+            Direction("CT->MR", Path(f"{ct}_train"), Path(f"{mr}_train"), Path(f"{mr}_test")),
+            Direction("MR->CT", Path(f"{mr}_train"), Path(f"{ct}_train"), Path(f"{ct}_test")),
+        ]
+    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists():
+        sys.exit(f"error: {ABDOMEN}: the abdominal data is not there (set LMISA_ABDOMEN or pass --train-source ...)")
+    ct_train, ct_test = split_dataset(ABDOMEN / "CT_BTCV", out / "data", 0.25, seed)
+    mr_train, mr_test = split_dataset(ABDOMEN / "MR_CHAOS_T2", out / "data", 0.25, seed)
+    return [Direction("CT->MR", ct_train, mr_train, mr_test), Direction("MR->CT", mr_train, ct_train, ct_test)]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class Job:
+    direction: Direction
+    variant: str
+    seed: int
+    run_dir: Path
+
+    def command(self, config: Path, device: str) -> list[str]:
+        return [
+            sys.executable, "-m", "lmisa", "train", "--source", str(self.direction.train_source),
+            "--target", str(self.direction.train_target), "--variant", self.variant, "--seed", str(self.seed),
+            "--config", str(config), "--out", str(self.run_dir), "--device", device,
+        ]
+
+
+def plan_jobs(directions: list[Direction], variants: list[str], seeds: list[int], out: Path) -> list[Job]:
+    jobs = []
+    for d in directions:
+        for v in variants:
+            for s in seeds if v in MAIN_VARIANTS else seeds[:1]:
+                jobs.append(Job(d, v, s, out / "runs" / d.slug / v / f"seed{s}"))
+    return jobs
+
+
+def warm_caches(directions: list[Direction], settings: dict[str, Any]) -> None:
+    """Build every preprocessing cache once, before runs start in parallel."""
+    from lmisa.config import apply_variant
+    from lmisa.training import resolve_config
+    from lmisa.training.data import prepare_training_data
+
+    for d in directions:
+        for variant in ("lmisa", "no_mlngm", "supervised"):
+            cfg = apply_variant(resolve_config(overrides=settings), variant)
+            prepare_training_data(cfg, d.train_source, d.train_target, progress=True)
+
+
+def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: bool) -> None:
+    todo = []
+    for job in jobs:
+        if (job.run_dir / "DONE").exists() and not force:
+            continue
+        if job.run_dir.exists():
+            if force or not (job.run_dir / "checkpoints" / "latest.pt").exists():
+                stale = job.run_dir.with_name(f"{job.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+                job.run_dir.rename(stale)  # never delete a run: keep it aside
+        todo.append(job)
+    print(f"training: {len(todo)} run(s) to do, {len(jobs) - len(todo)} finished already; {parallel} at a time")
+    running: list[tuple[Job, subprocess.Popen, float]] = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < parallel:
+            job = todo.pop(0)
+            cmd = job.command(config, device)
+            if (job.run_dir / "checkpoints" / "latest.pt").exists():
+                cmd = [c for c in cmd if c not in ("--variant", job.variant)] + ["--resume"]
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            log = open(job.run_dir.parent / f"{job.run_dir.name}.stdout", "a")
+            env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // parallel)))
+            running.append((job, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.time()))
+        time.sleep(2)
+        for item in running[:]:
+            job, proc, t0 = item
+            if proc.poll() is not None:
+                running.remove(item)
+                status = "ok" if proc.returncode == 0 else f"FAILED ({proc.returncode})"
+                if proc.returncode:
+                    failed.append(job)
+                print(f"  {job.direction.name:7s} {job.variant:12s} seed {job.seed}: {status} in {time.time() - t0:.0f} s", flush=True)
+    if failed:
+        print(f"{len(failed)} run(s) failed; see the .stdout files next to their run folders")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: bool) -> list[dict[str, Any]]:
+    from lmisa.evaluation import evaluate_folders
+    from lmisa.nets import count_parameters
+    from lmisa.predict import load_run, predict_path
+
+    tag = test_target.name
+    pred_dir = out / "predictions" / job.direction.slug / tag / job.variant / f"seed{job.seed}"
+    if force and pred_dir.exists():
+        shutil.rmtree(pred_dir)
+    model = load_run(job.run_dir, "best", device=device)
+    predict_path(model, test_target, pred_dir, device=device, progress=False)
+    history = _history(job.run_dir)
+    rows = []
+    for protocol in ("volume", "organ_slices"):
+        eval_dir = pred_dir / f"eval_{protocol}"
+        summary_path = eval_dir / "summary.json"
+        if not summary_path.exists():
+            eval_dir.mkdir(parents=True, exist_ok=True)
+            evaluate_folders(pred_dir, test_target, out_dir=eval_dir, protocol=protocol, progress=False)
+        summary = json.loads(summary_path.read_text())
+        per = summary["per_structure"]
+        rows.append({
+            "direction": job.direction.name,
+            "protocol": protocol,
+            "variant": job.variant,
+            "seed": job.seed,
+            "test_target": str(test_target),
+            "dice_mean": summary["mean_over_structures"]["dice"]["mean"],
+            "dice": {o: per[o]["dice"]["mean"] for o in ORGANS if o in per},
+            "assd_vox_mean": summary["mean_over_structures"]["assd_vox"]["mean"],
+            "assd_mm_mean": summary["mean_over_structures"]["assd_mm"]["mean"],
+            "params": count_parameters(model.net),
+            "peak_mem_mb": max((float(r.get("peak_mem_mb", 0) or 0) for r in history), default=None),
+            "wall_s": float(history[-1]["wall_s"]) if history else None,
+            "device": _run_device(job.run_dir),
+            "epochs": len(history),
+        })
+    return rows
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    import csv
+
+    path = run_dir / "log.csv"
+    return list(csv.DictReader(path.open())) if path.exists() else []
+
+
+def _run_device(run_dir: Path) -> str:
+    meta = run_dir / "hardware.txt"
+    return meta.read_text().strip() if meta.exists() else "unknown"
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _fmt(v: float | None, nd: int = 1) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and spread over seeds per (direction, protocol, variant)."""
+    import statistics
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["direction"], r["protocol"], r["variant"]), []).append(r)
+    out = []
+    for (d, p, v), rs in groups.items():
+        means = [r["dice_mean"] for r in rs if r["dice_mean"] is not None]
+        out.append({
+            "direction": d, "protocol": p, "variant": v, "seeds": len(rs),
+            "dice_mean": _mean(means), "dice_sd": statistics.pstdev(means) if len(means) > 1 else None,
+            "dice": {o: _mean([r["dice"].get(o) for r in rs]) for o in ORGANS},
+            "assd_vox_mean": _mean([r["assd_vox_mean"] for r in rs]),
+            "assd_mm_mean": _mean([r["assd_mm_mean"] for r in rs]),
+            "params": rs[0]["params"], "peak_mem_mb": _mean([r["peak_mem_mb"] for r in rs]),
+            "wall_s": _mean([r["wall_s"] for r in rs]), "device": rs[0]["device"],
+        })
+    order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only"))}
+    return sorted(out, key=lambda r: (r["direction"], r["protocol"], order.get(r["variant"], 99)))
+
+
+def markdown_table(agg: list[dict[str, Any]]) -> str:
+    lines = []
+    for (d, p) in sorted({(r["direction"], r["protocol"]) for r in agg}):
+        lines += [
+            f"\n**{d}, {'whole volume' if p == 'volume' else 'organ slices (first to last labelled slice)'}**\n",
+            "| variant | seeds | Dice mean (± sd) | liver | R kidney | L kidney | spleen | ASSD vox | ASSD mm | params | peak MB | train min |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in agg:
+            if (r["direction"], r["protocol"]) != (d, p):
+                continue
+            sd = f" ± {r['dice_sd']:.1f}" if r["dice_sd"] is not None else ""
+            organs = " | ".join(_fmt(r["dice"].get(o)) for o in ORGANS)
+            wall = _fmt(r["wall_s"] / 60 if r["wall_s"] else None)
+            lines.append(
+                f"| {r['variant']} | {r['seeds']} | {_fmt(r['dice_mean'])}{sd} | {organs} | {_fmt(r['assd_vox_mean'], 2)} | "
+                f"{_fmt(r['assd_mm_mean'], 2)} | {r['params']:,} | {_fmt(r['peak_mem_mb'], 0)} | {wall} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def published_table() -> str:
+    lines = ["| published (SIFA paper, standard split, 2D) | MR -> CT | CT -> MR |", "|---|---|---|"]
+    for name, v in PUBLISHED.items():
+        lines.append(f"| {name} | {v['MR->CT']} | {v['CT->MR']} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one seed, short schedule, source_only + lmisa (CPU, < 30 min)")
+    ap.add_argument("--phase", choices=("all", "train", "evaluate"), default="all")
+    ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "abdomen")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--parallel", type=int, default=1, help="runs trained at once (several fit on one GPU)")
+    ap.add_argument("--variants", nargs="+", default=None)
+    ap.add_argument("--seeds", nargs="+", type=int, default=None)
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--train-source", type=Path)
+    ap.add_argument("--train-target", type=Path)
+    ap.add_argument("--test-target", type=Path, help="evaluate finished runs on this data set (no retraining)")
+    ap.add_argument("--direction", default=None, help="name of a custom direction, e.g. 'CT->MR'")
+    ap.add_argument("--config", type=Path, help="YAML overriding the benchmark settings")
+    ap.add_argument("--force", action="store_true", help="retrain / re-predict even if finished (old runs are kept aside)")
+    ap.add_argument("--write-docs", action="store_true", help="also write docs/abdomen_results.json and the table in docs/")
+    args = ap.parse_args(argv)
+
+    from lmisa.training.trainer import resolve_device
+
+    device = str(resolve_device(args.device))
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    settings = QUICK if args.quick else FULL
+    if args.config:
+        settings = yaml.safe_load(args.config.read_text())
+    variants = args.variants or (["source_only", "lmisa"] if args.quick else list(MAIN_VARIANTS + ABLATIONS))
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    config_path = out / "bench_config.yaml"
+    config_path.write_text(yaml.safe_dump(settings))
+
+    if args.train_source or args.train_target:
+        if not (args.train_source and args.train_target and args.test_target):
+            sys.exit("error: a custom direction needs --train-source, --train-target and --test-target")
+        directions = [Direction(args.direction or "custom", args.train_source, args.train_target, args.test_target)]
+    else:
+        directions = default_directions(out, args.split_seed)
+        if args.direction:
+            directions = [d for d in directions if d.name == args.direction]
+    jobs = plan_jobs(directions, variants, seeds, out)
+    t0 = time.time()
+    if args.phase in ("all", "train"):
+        warm_caches(directions, settings)
+        run_jobs(jobs, config_path, device, args.parallel, args.force)
+    train_s = time.time() - t0
+    if args.phase == "train":
+        print(f"training phase finished in {train_s / 60:.1f} min")
+        return
+    rows = []
+    for job in jobs:
+        if not (job.run_dir / "DONE").exists():
+            print(f"  skipping {job.run_dir}: not finished")
+            continue
+        test_target = args.test_target or job.direction.test_target
+        rows += evaluate_job(job, test_target, out, device, args.force)
+        print(f"  evaluated {job.direction.name} {job.variant} seed {job.seed}", flush=True)
+    agg = aggregate(rows)
+    command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown_table(agg)
+    header = (
+        f"Command: `{command}`\n\nHardware: {describe_hardware(device)}; train phase {train_s / 60:.1f} min, "
+        f"total {(time.time() - t0) / 60:.1f} min. Settings: `{json.dumps(settings)}`; seeds {seeds}.\n"
+    )
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    (out / "results.md").write_text(header + table + "\n" + published_table())
+    print(header + table)
+    if args.write_docs:
+        (REPO / "docs").mkdir(exist_ok=True)
+        (REPO / "docs" / "abdomen_results.json").write_text(json.dumps(rows, indent=2))
+        (REPO / "docs" / "abdomen_table.md").write_text(header + table + "\n" + published_table())
+        print("wrote docs/abdomen_results.json and docs/abdomen_table.md")
+
+
+def describe_hardware(device: str) -> str:
+    from lmisa.training.trainer import describe_device
+
+    return describe_device(device)
+
+
+if __name__ == "__main__":
+    main()
