@@ -73,29 +73,18 @@ class Direction:
 
 
 def split_dataset(src: Path, out: Path, test_fraction: float, seed: int) -> tuple[Path, Path]:
-    """Two nnU-Net folders (train, test) of links to ``src``'s cases, split by case."""
+    """Two nnU-Net folders (train, test) of links to ``src``'s cases, split by case with ``seed``."""
     import random
 
-    meta = json.loads((src / "dataset.json").read_text())
-    names = sorted(p.name[: -len("_0000.nii.gz")] for p in (src / "imagesTr").glob("*_0000.nii.gz"))
-    rng = random.Random(seed)
+    from lmisa.datasets import Domain, link_subset
+
+    names = sorted(c.name for c in Domain.open(src).cases("train"))
     shuffled = names[:]
-    rng.shuffle(shuffled)
+    random.Random(seed).shuffle(shuffled)
     n_test = max(1, round(len(names) * test_fraction))
-    parts = {"train": sorted(shuffled[n_test:]), "test": sorted(shuffled[:n_test])}
-    paths = []
-    for part, cases in parts.items():
-        root = out / f"{src.name}_{part}"
-        for sub in ("imagesTr", "labelsTr"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        for c in cases:
-            for sub, fname in (("imagesTr", f"{c}_0000.nii.gz"), ("labelsTr", f"{c}.nii.gz")):
-                link = root / sub / fname
-                if not link.exists():
-                    link.symlink_to((src / sub / fname).resolve())
-        (root / "dataset.json").write_text(json.dumps(dict(meta, numTraining=len(cases)), indent=2))
-        paths.append(root)
-    return paths[0], paths[1]
+    train = link_subset(src, out / f"{src.name}_train", sorted(shuffled[n_test:]))
+    test = link_subset(src, out / f"{src.name}_test", sorted(shuffled[:n_test]))
+    return train, test
 
 
 def default_directions(out: Path, seed: int) -> list[Direction]:
@@ -141,14 +130,17 @@ def plan_jobs(directions: list[Direction], variants: list[str], seeds: list[int]
     return jobs
 
 
-def warm_caches(directions: list[Direction], settings: dict[str, Any]) -> None:
+def warm_caches(directions: list[Direction], settings: dict[str, Any], variants: list[str]) -> None:
     """Build every preprocessing cache once, before runs start in parallel."""
     from lmisa.config import apply_variant
     from lmisa.training import resolve_config
     from lmisa.training.data import prepare_training_data
 
+    # one representative per distinct cache: MLNGM, raw intensities, target labels (supervised)
+    kinds = {"no_mlngm": "no_mlngm", "supervised": "supervised"}
+    wanted = sorted({kinds.get(v, "lmisa") for v in variants})
     for d in directions:
-        for variant in ("lmisa", "no_mlngm", "supervised"):
+        for variant in wanted:
             cfg = apply_variant(resolve_config(overrides=settings), variant)
             prepare_training_data(cfg, d.train_source, d.train_target, progress=True)
 
@@ -353,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs = plan_jobs(directions, variants, seeds, out)
     t0 = time.time()
     if args.phase in ("all", "train"):
-        warm_caches(directions, settings)
+        warm_caches(directions, settings, variants)
         run_jobs(jobs, config_path, device, args.parallel, args.force)
     train_s = time.time() - t0
     if args.phase == "train":

@@ -21,7 +21,9 @@ import yaml
 
 from lmisa.errors import LmisaError
 
-VARIANTS = ("lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only", "supervised")
+LMISA_VARIANTS = ("lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only", "supervised")
+PEER_VARIANTS = ("cyclegan_seg", "adaoutput", "sifa")  # other UDA methods, trained by their own Trainer subclasses
+VARIANTS = LMISA_VARIANTS + PEER_VARIANTS
 
 
 @dataclass
@@ -105,6 +107,10 @@ class Config:
         return self.variant not in ("source_only", "supervised")
 
     @property
+    def is_peer(self) -> bool:
+        return self.variant in PEER_VARIANTS
+
+    @property
     def uses_critic(self) -> bool:
         return self.uses_target_images and self.loss.w_adv > 0
 
@@ -160,9 +166,11 @@ def apply_variant(cfg: Config, variant: str) -> Config:
         cfg.loss.w_recon = 0.0
     elif variant == "no_shape":
         cfg.loss.w_adv = 0.0
-    elif variant in ("source_only", "supervised"):
+    elif variant in ("source_only", "supervised") or variant in PEER_VARIANTS:
         cfg.loss.w_recon = 0.0
         cfg.loss.w_adv = 0.0
+        if variant in PEER_VARIANTS:
+            cfg.data.input = "raw"  # the published peers adapt raw intensities, not MLNGM
     elif variant == "lmisa_paper":
         cfg.loss = LossConfig(seg="ce", w_seg=40.0, w_recon=40.0, w_adv=1.0, gp_weight=10.0)
         cfg.model = ModelConfig()

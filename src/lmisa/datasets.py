@@ -46,6 +46,7 @@ __all__ = [
     "split_cases",
     "save_split",
     "load_split",
+    "link_subset",
 ]
 
 
@@ -602,3 +603,36 @@ def _validate_split(split: object, path: Path) -> None:
             if name in seen:
                 raise LmisaError(f'{path}: case {name!r} is in both "{seen[name]}" and "{k}"')
             seen[name] = k
+
+
+def link_subset(src: str | os.PathLike, dst: str | os.PathLike, cases: Iterable[str], with_labels: bool = True) -> Path:
+    """Make ``dst`` an nnU-Net data set holding only ``cases`` of ``src``, as symbolic links.
+
+    Used to give training and testing disjoint case sets without copying images (a split by case,
+    never by slice). ``with_labels=False`` leaves ``labelsTr`` out entirely: an unlabelled domain that
+    cannot leak a label. Existing links are kept; a ``dst`` with other content is refused.
+    """
+    src, dst = Path(src), Path(dst)
+    domain = Domain.open(src)
+    by_name = {c.name: c for c in domain.cases("train")}
+    wanted = list(cases)
+    missing = [c for c in wanted if c not in by_name]
+    if missing:
+        raise LmisaError(f"{src}: no such case(s): {', '.join(missing)}")
+    (dst / "imagesTr").mkdir(parents=True, exist_ok=True)
+    if with_labels:
+        (dst / "labelsTr").mkdir(parents=True, exist_ok=True)
+    for name in wanted:
+        case = by_name[name]
+        links = [(dst / "imagesTr" / case.image.name, case.image)]
+        if with_labels and case.label is not None:
+            links.append((dst / "labelsTr" / case.label.name, case.label))
+        for link, target in links:
+            if link.is_symlink() and link.resolve() == target.resolve():
+                continue
+            if link.exists() or link.is_symlink():
+                raise LmisaError(f"{link}: exists and is not a link to {target}")
+            link.symlink_to(target.resolve())
+    meta = dict(domain.meta, numTraining=len(wanted))
+    (dst / "dataset.json").write_text(json.dumps(meta, indent=2))
+    return dst

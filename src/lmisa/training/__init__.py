@@ -86,7 +86,8 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
     from lmisa.preprocess import Plans
     from lmisa.training import run as runfiles
     from lmisa.training.data import prepare_training_data
-    from lmisa.training.trainer import Trainer, resolve_device
+    from lmisa.training.trainer import resolve_device
+    from lmisa.training.variants import trainer_class
 
     is_main = ctx is None or ctx.rank == 0
     if resume:
@@ -122,7 +123,7 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
         if saved.cache_key() != data.plans.cache_key():
             raise LmisaError(f"{run_dir}: the data settings changed since the run started; start a new run")
     device_ = ctx.device if ctx is not None else resolve_device(cfg.train.device)
-    trainer = Trainer(cfg, data, run_dir, device=device_, progress=progress, log=log, distributed=ctx)
+    trainer = trainer_class(cfg.variant)(cfg, data, run_dir, device=device_, progress=progress, log=log, distributed=ctx)
     if resume:
         trainer.load(run_dir / runfiles.CKPT_DIR / runfiles.LATEST)
         log.info("resumed at epoch %d", trainer.epoch)

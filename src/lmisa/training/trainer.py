@@ -33,7 +33,7 @@ from lmisa.losses import (
     segmentation_loss,
     to_critic_input,
 )
-from lmisa.nets import build_critic, build_generator, count_parameters
+from lmisa.nets import build_critic, count_parameters
 from lmisa.sampling import SliceSampler, gather_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
@@ -108,15 +108,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up hooks
     def build_models(self) -> None:
+        from lmisa.training.variants import build_inference_net
+
         m = self.cfg.model
-        self.net = build_generator(
-            dims=self.cfg.train.dims,
-            in_channels=self.in_channels,
-            num_classes=self.num_classes,
-            widths=tuple(m.widths),
-            recon_from=m.recon_from,
-            norm=m.norm,
-        ).to(self.device)
+        self.net = build_inference_net(self.cfg, self.in_channels, self.num_classes).to(self.device)
         self.critic = None
         if self.cfg.uses_critic:
             self.critic = build_critic(
