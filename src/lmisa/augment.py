@@ -30,20 +30,31 @@ def random_affine_matrices(n: int, cfg: AugmentConfig, g: torch.Generator, devic
     )
 
 
+def random_affine_matrices_3d(n: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """``(n, 3, 4)`` matrices: the in-plane rotation/zoom/shift of the 2D case, depth untouched."""
+    inplane = random_affine_matrices(n, cfg, g, device)  # (n, 2, 3) over (x, y)
+    theta = torch.zeros(n, 3, 4, device=device)
+    theta[:, :2, :2] = inplane[:, :, :2]
+    theta[:, :2, 3] = inplane[:, :, 2]
+    theta[:, 2, 2] = 1.0
+    return theta
+
+
 def augment_batch(
     x: torch.Tensor, y: torch.Tensor | None, cfg: AugmentConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Augment ``x`` (B, C, H, W) in [0, 1] and its labels ``y`` (B, H, W) with the same warp."""
+    """Augment ``x`` (B, C, H, W) or (B, C, D, H, W) in [0, 1] and its labels with the same warp."""
     if not cfg.enabled:
         return x, y
     n, device = x.shape[0], x.device
-    theta = random_affine_matrices(n, cfg, g, device)
+    make = random_affine_matrices_3d if x.ndim == 5 else random_affine_matrices
+    theta = make(n, cfg, g, device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if y is not None:
         y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
         y = y[:, 0].long()
-    gamma = _uniform(n, cfg.gamma[0], cfg.gamma[1], g, device).view(n, 1, 1, 1)
+    gamma = _uniform(n, cfg.gamma[0], cfg.gamma[1], g, device).view(n, *([1] * (x.ndim - 1)))
     x = x.clamp_min(0).pow(gamma)
     if cfg.noise_std > 0:
         x = x + cfg.noise_std * torch.randn(x.shape, generator=g, device=device)

@@ -35,6 +35,8 @@ class DataConfig:
     input: Literal["mlngm", "raw"] = "mlngm"  # raw = z-scored intensities (the no_mlngm ablation)
     mlngm_levels: int = 4
     context_slices: int = 0  # 2.5D: neighbouring slices on each side, as extra input channels
+    spacing_z: float | None = None  # 3D only: through-plane spacing; None: the source's median
+    patch: tuple[int, int, int] = (16, 128, 128)  # 3D only: (D, H, W) training patch
     val_fraction: float = 0.2  # held-out part of the SOURCE cases, for model selection
     foreground_fraction: float = 0.67  # share of source slices drawn among slices with a label
     clip_percentiles: tuple[float, float] = (0.5, 99.5)  # raw intensities are clipped before scaling

@@ -42,6 +42,8 @@ class Plans:
     spacing: tuple[float, float]  # in-plane (sy, sx) mm
     size: tuple[int, int]  # (H, W)
     input: str = "mlngm"  # "mlngm" | "raw"
+    dims: int = 2  # 2: slices (through-plane spacing kept); 3: volumes resampled to spacing_z too
+    spacing_z: float | None = None
     mlngm_levels: int = 4
     context_slices: int = 0
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
@@ -61,6 +63,8 @@ class Plans:
             "levels": self.mlngm_levels,
             "clip": list(self.clip_percentiles),
         }
+        if self.dims == 3:  # 2D keys unchanged, so existing 2D caches stay valid
+            keyed.update(dims=3, spacing_z=round(float(self.spacing_z or 0), 4))
         return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
     def to_json(self) -> str:
@@ -73,6 +77,13 @@ class Plans:
         data["size"] = tuple(data["size"])
         data["clip_percentiles"] = tuple(data["clip_percentiles"])
         return cls(**data)
+
+    def target_shape(self, shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
+        """Grid size after resampling a ``(Z, Y, X)`` volume of ``spacing`` (z kept in 2D)."""
+        inplane = resampled_size(shape[-2:], spacing[-2:], self.spacing)
+        if self.dims == 3 and self.spacing_z:
+            return (resampled_size(shape[:1], spacing[:1], (self.spacing_z,))[0], *inplane)
+        return (int(shape[0]), *inplane)
 
 
 @dataclass
@@ -91,6 +102,7 @@ class PreparedVolume:
     input: np.ndarray
     box: CropBox
     original_shape: tuple[int, int, int]
+    resampled_depth: int | None = None  # 3D: slices after through-plane resampling
 
 
 def median_inplane_spacing(image_paths: Iterable[Path]) -> tuple[float, float]:
@@ -103,6 +115,14 @@ def median_inplane_spacing(image_paths: Iterable[Path]) -> tuple[float, float]:
         raise ValueError("no images to take a median spacing from")
     med = np.median(np.asarray(spacings), axis=0)
     return (round(float(med[0]), 4), round(float(med[1]), 4))
+
+
+def median_slice_spacing(image_paths: Iterable[Path]) -> float:
+    """Median through-plane spacing over images, from their headers only."""
+    values = [float(load_nifti_header(p).header.get_zooms()[2]) for p in image_paths]
+    if not values:
+        raise ValueError("no images to take a median spacing from")
+    return round(float(np.median(values)), 4)
 
 
 def resampled_size(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, int]:
@@ -122,6 +142,28 @@ def resample_inplane(volume: np.ndarray | torch.Tensor, size: tuple[int, int], m
         antialias = size[0] < flat.shape[-2] or size[1] < flat.shape[-1]
         out = F.interpolate(flat.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
     return out.reshape(*lead, *size)
+
+
+def resample_volume(volume: np.ndarray | torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:
+    """Resize the last three axes of ``(Z, Y, X)`` (or ``(C, Z, Y, X)``) to ``shape`` (trilinear or nearest)."""
+    t = torch.as_tensor(volume)
+    if tuple(t.shape[-3:]) == tuple(shape):
+        return t
+    lead = t.shape[:-3]
+    flat = t.reshape(-1, 1, *t.shape[-3:]).float()
+    if mode == "nearest":
+        out = F.interpolate(flat, size=tuple(shape), mode="nearest-exact").to(t.dtype)
+    else:
+        out = F.interpolate(flat, size=tuple(shape), mode="trilinear", align_corners=False)
+    return out.reshape(*lead, *shape)
+
+
+def _resample(volume: np.ndarray | torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:
+    """In-plane only when the depth is unchanged (2D plans), else in 3D."""
+    t = torch.as_tensor(volume)
+    if int(shape[0]) == t.shape[-3]:
+        return resample_inplane(t, tuple(shape[-2:]), mode)
+    return resample_volume(t, shape, mode)
 
 
 def _axis_box(n: int, target: int) -> tuple[int, int, int]:
@@ -166,22 +208,21 @@ def prepare_image(image: MedicalImage, plans: Plans, device: str | torch.device 
         array = array[None]
     if not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or Inf")
-    spacing = image.spacing[-2:]
-    target = resampled_size(array.shape[-2:], spacing, plans.spacing)
-    resampled = resample_inplane(array, target, "linear").numpy()
+    shape = plans.target_shape(array.shape, image.spacing if array.ndim == 3 else (1.0, *image.spacing))
+    resampled = _resample(array, shape, "linear").numpy()
     if plans.input == "mlngm":
-        rep = mlngm_volume(resampled, levels=plans.mlngm_levels, dims=2, device=device)
+        rep = mlngm_volume(resampled, levels=plans.mlngm_levels, dims=plans.dims, device=device)
     else:
         rep = normalise_intensity(resampled, plans.clip_percentiles)
     framed, box = crop_or_pad(torch.from_numpy(np.ascontiguousarray(rep, dtype=np.float32)), plans.size, 0.0)
-    return PreparedVolume(framed.numpy(), box, tuple(array.shape))  # type: ignore[arg-type]
+    return PreparedVolume(framed.numpy(), box, tuple(array.shape), int(shape[0]))  # type: ignore[arg-type]
 
 
 def prepare_label(label: MedicalImage, plans: Plans) -> np.ndarray:
     """Nearest-neighbour resample and crop/pad a label map like prepare_image does the image."""
     array = label.array if label.array.ndim == 3 else label.array[None]
-    target = resampled_size(array.shape[-2:], label.spacing[-2:], plans.spacing)
-    resampled = resample_inplane(torch.from_numpy(np.ascontiguousarray(array)), target, "nearest")
+    shape = plans.target_shape(array.shape, label.spacing if label.array.ndim == 3 else (1.0, *label.spacing))
+    resampled = _resample(torch.from_numpy(np.ascontiguousarray(array)), shape, "nearest")
     framed, _ = crop_or_pad(resampled, plans.size, 0)
     return framed.numpy().astype(np.uint8)
 
@@ -194,7 +235,7 @@ def restore_probabilities(probs: torch.Tensor, prepared: PreparedVolume) -> torc
     out = uncrop(probs, prepared.box, 0.0)
     inside = uncrop(torch.ones_like(probs[0]), prepared.box, 0.0)
     out[0] += 1.0 - inside
-    return resample_inplane(out, tuple(prepared.original_shape[-2:]), "linear")
+    return _resample(out, prepared.original_shape, "linear")
 
 
 # ----------------------------------------------------------------------------- cache

@@ -5,6 +5,10 @@ a batch is an index draw plus a gather. Source slices are drawn foreground-aware
 slices that hold a label); target slices uniformly. With ``context > 0`` each sample carries its
 neighbouring slices of the same case as extra channels (2.5D).
 
+In 3D (``patch=(d, h, w)``) a batch is a set of patches: a centre slice is drawn as above (so source
+patches are foreground-aware too), the patch spans ``d`` slices of that case around it (indices
+clamped inside the case) and a random ``h x w`` window of the frame.
+
 In distributed training each rank draws with its own seeded generator: sampling with replacement
 from independent streams plays the role of a DistributedSampler.
 """
@@ -27,8 +31,10 @@ class SliceSampler:
         context: int = 0,
         foreground_fraction: float = 0.0,
         with_labels: bool = True,
+        patch: tuple[int, int, int] | None = None,
     ) -> None:
         self.slices = slices
+        self.patch = patch
         self.batch_size = batch_size
         self.generator = generator
         self.device = slices.inputs.device
@@ -53,9 +59,28 @@ class SliceSampler:
             idx = torch.where(use_fg, self.fg_index[pick], idx)
         return idx
 
-    def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Inputs (with neighbours as channels) and labels of the slices ``idx``."""
-        return gather_slices(self.slices, idx, self.offsets, self.with_labels)
+    def gather(
+        self, idx: torch.Tensor, slices: SliceSet | None = None, random_window: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inputs and labels around the slices ``idx`` of ``slices`` (default: this sampler's own).
+
+        2D: the slices with their neighbours as channels. 3D: patches centred on them, in a random
+        in-plane window (``random_window``) or the centred one (validation).
+        """
+        slices = slices if slices is not None else self.slices
+        with_labels = self.with_labels and slices.labels is not None
+        if self.patch is None:
+            return gather_slices(slices, idx, self.offsets, with_labels)
+        h, w = slices.inputs.shape[-2:]
+        _, ph, pw = self.patch
+        n = idx.shape[0]
+        if random_window:
+            y0 = torch.randint(0, h - ph + 1, (n,), generator=self.generator, device=self.device)
+            x0 = torch.randint(0, w - pw + 1, (n,), generator=self.generator, device=self.device)
+        else:
+            y0 = torch.full((n,), (h - ph) // 2, device=idx.device)
+            x0 = torch.full((n,), (w - pw) // 2, device=idx.device)
+        return gather_patches(slices, idx, self.patch, y0, x0, with_labels)
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.gather(self.draw_indices())
@@ -71,4 +96,28 @@ def gather_slices(
     neighbours = torch.minimum(torch.maximum(idx[:, None] + offsets[None], lo[:, None]), hi[:, None])
     x = slices.inputs[neighbours].float()
     y = slices.labels[idx].long() if with_labels and slices.labels is not None else None
+    return x, y
+
+
+def gather_patches(
+    slices: SliceSet,
+    centre: torch.Tensor,
+    patch: tuple[int, int, int],
+    y0: torch.Tensor,
+    x0: torch.Tensor,
+    with_labels: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(B, 1, d, h, w)`` patches spanning ``d`` slices of each centre's case, window at (y0, x0)."""
+    d, h, w = patch
+    device = centre.device
+    case = slices.case_of_slice[centre]
+    lo = slices.case_starts[case]
+    hi = lo + slices.case_lengths[case] - 1
+    z = centre[:, None] + torch.arange(d, device=device)[None] - d // 2
+    z = torch.minimum(torch.maximum(z, lo[:, None]), hi[:, None])  # (B, d), clamped inside the case
+    ys = y0[:, None] + torch.arange(h, device=device)[None]  # (B, h)
+    xs = x0[:, None] + torch.arange(w, device=device)[None]  # (B, w)
+    zi, yi, xi = z[:, :, None, None], ys[:, None, :, None], xs[:, None, None, :]
+    x = slices.inputs[zi, yi, xi].float()[:, None]
+    y = slices.labels[zi, yi, xi].long() if with_labels and slices.labels is not None else None
     return x, y

@@ -108,3 +108,21 @@ def test_supervised_reads_target_labels_and_says_so(domains, tmp_path: Path) -> 
     cfg = {"data": TINY["data"], "train": dict(TINY["train"], epochs=1, steps_per_epoch=2)}
     run = train(src, tgt, out=tmp_path / "sup", variant="supervised", overrides=cfg, progress=False)
     assert "reads the TARGET labels" in (run / "train.log").read_text()
+
+
+def test_3d_patches_train(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {
+        "data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
+        "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 2},
+    }
+    run = train(src, tgt, out=tmp_path / "run3d", dims=3, overrides=cfg, progress=False)
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["net"]["stem.weight"].ndim == 5  # 3D convolutions
+    assert '"dims": 3' in (run / "plans.json").read_text()
+
+
+def test_3d_patch_must_fit_the_network(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    with pytest.raises(LmisaError, match="multiple of 8"):
+        train(src, tgt, out=tmp_path / "bad", dims=3, overrides={"data": {"patch": [6, 16, 16]}}, progress=False)

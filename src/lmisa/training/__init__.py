@@ -40,8 +40,15 @@ def resolve_config(
         cfg.train.dims = dims
     if device is not None:
         cfg.train.device = device
-    if cfg.train.dims != 2:
-        raise LmisaError(f"--dims {cfg.train.dims}: only the 2D path is implemented in this version")
+    if cfg.train.dims not in (2, 3):
+        raise LmisaError(f"--dims {cfg.train.dims}: choose 2 (slices) or 3 (patches)")
+    if cfg.train.dims == 3:
+        cfg.data.context_slices = 0  # 3D patches carry their own context
+        depth = 2 ** (len(cfg.model.widths) - 1)
+        if any(p % depth for p in cfg.data.patch):
+            raise LmisaError(f"data.patch {tuple(cfg.data.patch)}: every side must be a multiple of {depth}")
+        if any(p > s for p, s in zip(cfg.data.patch[1:], cfg.data.size)):
+            raise LmisaError(f"data.patch {tuple(cfg.data.patch)} is larger in-plane than data.size {tuple(cfg.data.size)}")
     return cfg
 
 

@@ -22,6 +22,7 @@ from lmisa.preprocess import (
     default_cache_root,
     load_slices,
     median_inplane_spacing,
+    median_slice_spacing,
 )
 
 
@@ -42,7 +43,11 @@ def _raise_problems(problems: list, what: str) -> None:
 
 def make_plans(cfg: Config, source: Domain) -> Plans:
     """Resolve the data settings: the in-plane spacing defaults to the source's median."""
-    spacing = cfg.data.spacing or median_inplane_spacing(c.image for c in source.cases("train"))
+    images = [c.image for c in source.cases("train")]
+    spacing = cfg.data.spacing or median_inplane_spacing(images)
+    spacing_z = None
+    if cfg.train.dims == 3:
+        spacing_z = cfg.data.spacing_z or median_slice_spacing(images)
     return Plans(
         spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
         size=tuple(cfg.data.size),  # type: ignore[arg-type]
@@ -51,6 +56,8 @@ def make_plans(cfg: Config, source: Domain) -> Plans:
         context_slices=cfg.data.context_slices,
         clip_percentiles=tuple(cfg.data.clip_percentiles),  # type: ignore[arg-type]
         labels=dict(source.labels),
+        dims=cfg.train.dims,
+        spacing_z=spacing_z,
     )
 
 

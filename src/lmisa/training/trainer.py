@@ -34,7 +34,7 @@ from lmisa.losses import (
     to_critic_input,
 )
 from lmisa.nets import build_critic, count_parameters
-from lmisa.sampling import SliceSampler, gather_slices
+from lmisa.sampling import SliceSampler
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.data import TrainingData
@@ -135,14 +135,17 @@ class Trainer:
 
     def build_samplers(self) -> None:
         t, d = self.cfg.train, self.cfg.data
+        patch = tuple(d.patch) if t.dims == 3 else None
         src = self.data.source_train.to(self.device)
         self.source_sampler = SliceSampler(
-            src, t.batch_size, self.generator, d.context_slices, d.foreground_fraction, with_labels=True
+            src, t.batch_size, self.generator, d.context_slices, d.foreground_fraction, with_labels=True, patch=patch
         )
         self.target_sampler = None
         if self.cfg.uses_target_images and self.data.target_train is not None:
             tgt = self.data.target_train.to(self.device)
-            self.target_sampler = SliceSampler(tgt, t.batch_size, self.generator, d.context_slices, 0.0, False)
+            self.target_sampler = SliceSampler(
+                tgt, t.batch_size, self.generator, d.context_slices, 0.0, False, patch=patch
+            )
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
 
@@ -237,14 +240,13 @@ class Trainer:
     def validation_step(self) -> dict[str, float]:
         """Loss and Dice on held-out SOURCE slices: the model-selection criterion (no target label)."""
         self.net.eval()
-        offsets = self.source_sampler.offsets
         bs = self.cfg.train.batch_size
         total_loss = torch.zeros((), device=self.device)
         inter = torch.zeros(self.num_classes - 1, device=self.device)
         denom = torch.zeros(self.num_classes - 1, device=self.device)
         for start in range(0, len(self.val_index), bs):
             idx = self.val_index[start : start + bs]
-            x, y = gather_slices(self.val_slices, idx, offsets)
+            x, y = self.source_sampler.gather(idx, self.val_slices, random_window=False)
             x = standardise(x)
             with self.autocast():
                 seg, rec = self.net(x)
@@ -314,7 +316,8 @@ class Trainer:
             n = every if (step + 1) % every == 0 else (step + 1) % every
             rate = n * self.samples_per_step / max(now - self.t_window, 1e-9)
             self.t_window = now
-            info = " ".join(f"{k} {v:.3g}" for k, v in means.items()) + f" | {rate:.0f} slices/s"
+            unit = "patches" if self.cfg.train.dims == 3 else "slices"
+            info = " ".join(f"{k} {v:.3g}" for k, v in means.items()) + f" | {rate:.1f} {unit}/s"
             self._bar.update(self._task, completed=self.epoch * self.cfg.train.steps_per_epoch + step + 1,
                              description=f"{self.cfg.variant} ep {self.epoch + 1}/{self.cfg.train.epochs}", info=info)
 
