@@ -1,0 +1,367 @@
+"""Prediction: loading runs, one volume (geometry, 2.5D context, post-processing), files/folders/DICOM/data
+sets, the no-overwrite rule, and the ``lmisa predict`` command.
+
+(The CLI tests live here too: a ``tests/cli/test_predict.py`` beside this file would give pytest two test
+modules named ``test_predict`` in a tests tree without ``__init__.py`` files, which fails collection.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from lmisa.cli import app
+from lmisa.config import Config
+from lmisa.errors import LmisaError
+from lmisa.io import MedicalImage, read_dicom_series, read_image, read_label, write_image
+from lmisa.predict import LoadedModel, list_inputs, load_run, predict_path, predict_volume
+from lmisa.preprocess import Plans
+
+LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
+TINY = {
+    "data": {"size": [32, 32], "spacing": [1.5, 1.5], "context_slices": 1},
+    "model": {"widths": [8, 16]},
+    "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 1, "device": "cpu"},
+}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A real (tiny, one-step) source-only run with 2.5D input (one context slice each side)."""
+    from conftest import write_nnunet_dataset
+
+    from lmisa.training import train
+
+    tmp = tmp_path_factory.mktemp("run")
+    src = write_nnunet_dataset(tmp / "src", n_cases=3, shape=(5, 24, 24), spacing=(3.0, 1.5, 1.5), labels=LABELS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMISA_CACHE", str(tmp / "cache"))
+        return train(src, None, out=tmp / "run", variant="source_only", overrides=TINY, progress=False)
+
+
+@pytest.fixture(scope="module")
+def model(run: Path) -> LoadedModel:
+    return load_run(run)
+
+
+def _image(shape=(4, 20, 28), spacing=(4.0, 1.2, 1.6), seed=0, rotate=True) -> MedicalImage:
+    rng = np.random.default_rng(seed)
+    arr = rng.normal(0, 0.05, shape).astype(np.float32)
+    arr[:, shape[1] // 4 : shape[1] // 2, shape[2] // 3 : 2 * shape[2] // 3] += 1.0
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    if rotate:  # an oblique in-plane direction and an origin: written geometry must be the input's
+        c, s = np.cos(0.3), np.sin(0.3)
+        affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+        affine[:3, 3] = (-12.5, 40.0, 7.25)
+    return MedicalImage(arr, affine)
+
+
+def _write_dicom_series(folder: Path, array: np.ndarray, spacing=(4.0, 1.2, 1.2), origin=(-20.0, -30.0, 10.0)) -> Path:
+    """A tiny CT series, one file per slice. (GDCM's writer switches the process locale to "C", which
+    makes Python's default text encoding ASCII: the locale is put back afterwards.)"""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_dicom_files(folder, array, spacing, origin)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_files(folder: Path, array: np.ndarray, spacing, origin) -> Path:
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(array.astype(np.int16))
+    img.SetSpacing((spacing[2], spacing[1], spacing[0]))
+    img.SetOrigin(origin)
+    d = img.GetDirection()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    study, series = "1.2.826.0.1.3680043.2.1125.1.1", "1.2.826.0.1.3680043.2.1125.1.2"
+    for k in range(img.GetDepth()):
+        s = img[:, :, k]
+        position = "\\".join(f"{v:.4f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k)))
+        orientation = "\\".join(f"{v:.4f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
+        for tag, value in (
+            ("0008|0060", "CT"), ("0020|000d", study), ("0020|000e", series), ("0008|0018", f"{series}.{k + 1}"),
+            ("0020|0032", position), ("0020|0013", str(k + 1)), ("0018|0050", f"{spacing[0]:.4f}"),
+            ("0020|0037", orientation),
+        ):
+            s.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
+        writer.Execute(s)
+    return folder
+
+
+def _same_geometry(out: Path, image: MedicalImage) -> None:
+    pred = read_label(out)
+    assert pred.array.shape == image.array.shape
+    assert pred.array.dtype == np.uint8
+    np.testing.assert_allclose(pred.affine, image.affine, atol=1e-4)
+    assert set(np.unique(pred.array)) <= set(LABELS.values())
+
+
+# ---------------------------------------------------------------------------------------------- load_run
+
+
+def test_load_run_rebuilds_the_network(run: Path, model: LoadedModel) -> None:
+    assert not model.net.training
+    assert model.plans.context_slices == 1 and model.in_channels == 3
+    assert model.plans.labels == LABELS and model.config.variant == "source_only"
+    assert model.checkpoint == run / "checkpoints" / "best.pt"
+    latest = load_run(run, which="latest")
+    assert latest.checkpoint.name == "latest.pt"
+    assert load_run(run / "checkpoints" / "best.pt").plans == model.plans  # a checkpoint file works too
+
+
+def test_load_run_errors_name_the_folder(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(LmisaError, match=f"{tmp_path}: not a run folder"):
+        load_run(tmp_path)
+    with pytest.raises(LmisaError, match="run folder not found"):
+        load_run(tmp_path / "nope")
+    half = tmp_path / "half"
+    (half / "checkpoints").mkdir(parents=True)
+    (half / "checkpoints" / "latest.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
+    with pytest.raises(LmisaError, match=rf"{half}: no checkpoints/best\.pt.*--checkpoint latest"):
+        load_run(half)
+    (half / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(LmisaError, match="unreadable checkpoint"):
+        load_run(half)
+    with pytest.raises(LmisaError, match="best or|one of"):
+        load_run(run, which="final")
+
+
+def test_3d_runs_are_refused(run: Path, tmp_path: Path, model: LoadedModel) -> None:
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    state["config"]["train"]["dims"] = 3
+    (tmp_path / "r3" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "r3" / "checkpoints" / "best.pt")
+    with pytest.raises(LmisaError, match="3D run"):
+        load_run(tmp_path / "r3")
+    cfg = Config.from_dict(model.config.to_dict())
+    cfg.train.dims = 3
+    with pytest.raises(LmisaError, match="only 2D"):
+        predict_volume(LoadedModel(model.net, model.plans, cfg), _image())
+
+
+# ---------------------------------------------------------------------------------------------- one volume
+
+
+class _Threshold(nn.Module):
+    """Class 1 where the centre channel is above half its range: prediction = the bright region of the input."""
+
+    def __init__(self, context: int = 0) -> None:
+        super().__init__()
+        self.context = context
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.seen: list[torch.Tensor] = []
+
+    def forward_seg(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        centre = x[:, self.context : self.context + 1]
+        lo, hi = centre.amin(dim=(2, 3), keepdim=True), centre.amax(dim=(2, 3), keepdim=True)
+        return torch.cat([torch.zeros_like(centre), 4 * (centre - (lo + hi) / 2)], 1)  # half-way threshold
+
+
+def _fake_model(context: int = 0, largest_component: bool = False, size=(48, 48)) -> LoadedModel:
+    plans = Plans(spacing=(1.5, 1.5), size=size, input="raw", context_slices=context, labels={"background": 0, "organ": 1})
+    cfg = Config()
+    cfg.post.largest_component = largest_component
+    return LoadedModel(_Threshold(context), plans, cfg)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
+
+
+@pytest.mark.parametrize("spacing", [3.0, 0.75])  # 2x and 0.5x the model's in-plane spacing
+def test_prediction_is_on_the_image_grid(spacing: float) -> None:
+    # An off-centre, non-square blob on a non-square grid: a flip, transpose or shift would show.
+    shape = (3, 30, 20) if spacing == 3.0 else (3, 90, 70)
+    f = 3.0 / spacing  # voxels per 3 mm
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    blob = ((y - 9 * f) / (4 * f)) ** 2 + ((x - 6 * f) / (3 * f)) ** 2 < 1
+    arr = np.where(blob, 1.0, 0.0).astype(np.float32) + np.random.default_rng(0).normal(0, 0.02, shape).astype(np.float32)
+    image = MedicalImage(arr, np.diag([spacing, spacing, 4.0, 1.0]))
+    pred = predict_volume(_fake_model(), image)
+    assert pred.shape == shape and pred.dtype == np.uint8
+    assert _dice(pred == 1, blob) > 0.9
+
+
+def test_outside_the_network_frame_is_background() -> None:
+    # 30 rows at 3 mm = 60 rows at 1.5 mm, cropped to 48: original rows 0-2 and 27-29 are never seen.
+    shape = (2, 30, 20)
+    arr = np.zeros(shape, np.float32)
+    arr[:, 10:16, 5:12] = 1.0
+    arr[:, 27:, 5:12] = 1.0  # bright, but outside the frame
+    pred = predict_volume(_fake_model(), MedicalImage(arr, np.diag([3.0, 3.0, 4.0, 1.0])))
+    assert pred[:, 27:].max() == 0
+    assert _dice(pred == 1, arr > 0.5) > 0.5 and pred[:, 11:15, 6:11].all()
+
+
+def test_context_slices_are_clamped_inside_the_volume() -> None:
+    model = _fake_model(context=1, size=(16, 16))
+    arr = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)  # three different slices
+    predict_volume(model, MedicalImage(arr, np.diag([1.5, 1.5, 3.0, 1.0])), batch_size=2)
+    seen = torch.cat(model.net.seen)  # (3 slices, 3 channels, 16, 16), in slice order
+    assert seen.shape == (3, 3, 16, 16)
+    assert not torch.allclose(seen[0, 1], seen[1, 1]) and not torch.allclose(seen[1, 1], seen[2, 1])
+    for k in range(3):  # channel c of slice k is slice clamp(k - 1 + c), z-scored on its own
+        for c in range(3):
+            torch.testing.assert_close(seen[k, c], seen[min(max(k - 1 + c, 0), 2), 1])
+
+
+def test_largest_component_per_organ_follows_the_config() -> None:
+    shape = (3, 40, 40)
+    arr = np.zeros(shape, np.float32)
+    arr[:, 5:20, 5:20] = 1.0
+    arr[:, 28:32, 28:32] = 1.0  # a small island of the same class
+    image = MedicalImage(arr, np.diag([1.5, 1.5, 3.0, 1.0]))
+    raw = predict_volume(_fake_model(largest_component=False), image)
+    assert raw[:, 29:31, 29:31].all()
+    cleaned = predict_volume(_fake_model(largest_component=True), image)  # default: the config's
+    assert cleaned[:, 28:32, 28:32].max() == 0 and cleaned[:, 8:17, 8:17].all()
+    assert predict_volume(_fake_model(largest_component=True), image, largest_component=False)[:, 29:31, 29:31].all()
+
+
+def test_real_run_predicts_on_the_image_grid(model: LoadedModel) -> None:
+    image = _image(shape=(4, 20, 28), spacing=(4.0, 3.0, 3.0))  # 2x the run's 1.5 mm
+    pred = predict_volume(model, image, batch_size=3)
+    assert pred.shape == image.array.shape and pred.dtype == np.uint8
+    flat = MedicalImage(image.array[0], image.affine)  # a single 2D slice works too
+    assert predict_volume(model, flat).shape == image.array.shape[1:]
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def test_predict_one_nifti_file(model: LoadedModel, tmp_path: Path) -> None:
+    image = _image()
+    src = write_image(tmp_path / "in" / "patient7_0000.nii.gz", image)
+    report = predict_path(model, src, tmp_path / "out", progress=False)
+    assert report.ok and report.written == [tmp_path / "out" / "patient7.nii.gz"]
+    _same_geometry(report.written[0], image)
+    header = read_image(report.written[0]).header
+    assert header.get_data_dtype() == np.uint8
+
+
+def test_predict_folder_reports_and_skips_a_corrupt_file(model: LoadedModel, tmp_path: Path) -> None:
+    images = {f"c{i}": _image(seed=i, shape=(3 + i, 20, 24)) for i in range(2)}
+    for name, img in images.items():
+        write_image(tmp_path / "in" / f"{name}.nii.gz", img)
+    bad = tmp_path / "in" / "broken.nii.gz"
+    bad.write_bytes(b"\x1f\x8b this is not gzip")
+    report = predict_path(model, tmp_path / "in", tmp_path / "out", progress=False)
+    assert sorted(p.name for p in report.written) == ["c0.nii.gz", "c1.nii.gz"]
+    assert [p for p, _ in report.failed] == [bad] and not report.ok
+    assert any(line.startswith(f"{bad}: ") for line in report.lines())
+    for name, img in images.items():
+        _same_geometry(tmp_path / "out" / f"{name}.nii.gz", img)
+    assert not (tmp_path / "out" / "broken.nii.gz").exists()
+
+
+def test_predict_dicom_series(model: LoadedModel, tmp_path: Path) -> None:
+    arr = (np.random.default_rng(0).normal(0, 30, (4, 20, 24)) + 100).astype(np.int16)
+    arr[:, 5:12, 8:16] += 400
+    series = _write_dicom_series(tmp_path / "ct_series", arr)
+    report = predict_path(model, series, tmp_path / "out", progress=False)
+    assert report.ok and [p.name for p in report.written] == ["ct_series.nii.gz"]
+    _same_geometry(report.written[0], read_dicom_series(series))
+    # a folder of series folders: one output per series
+    _write_dicom_series(tmp_path / "many" / "a", arr)
+    _write_dicom_series(tmp_path / "many" / "b", arr[:3])
+    report = predict_path(model, tmp_path / "many", tmp_path / "out_many", progress=False)
+    assert sorted(p.name for p in report.written) == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_predict_dataset_root_uses_imagesTs_else_imagesTr(model: LoadedModel, tmp_path: Path, nnunet_factory) -> None:
+    root = nnunet_factory("ds", n_cases=2, shape=(3, 20, 20), labels=LABELS)
+    report = predict_path(model, root, tmp_path / "out_tr", progress=False)
+    assert sorted(p.name for p in report.written) == ["case_000.nii.gz", "case_001.nii.gz"]
+    _same_geometry(report.written[0], read_image(root / "imagesTr" / "case_000_0000.nii.gz"))
+    write_image(root / "imagesTs" / "test_005_0000.nii.gz", _image())
+    report = predict_path(model, root, tmp_path / "out_ts", progress=False)
+    assert [p.name for p in report.written] == ["test_005.nii.gz"]
+
+
+def test_inputs_that_are_not_images(tmp_path: Path, model: LoadedModel) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LmisaError, match="no NIfTI images, DICOM series"):
+        list_inputs(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(LmisaError, match="not a NIfTI file"):
+        list_inputs(tmp_path / "notes.txt")
+    write_image(tmp_path / "in" / "a.nii.gz", _image())
+    with pytest.raises(LmisaError, match="input folder"):
+        predict_path(model, tmp_path / "in", tmp_path / "in", progress=False)
+
+
+def test_existing_outputs_are_never_replaced_without_overwrite(model: LoadedModel, tmp_path: Path) -> None:
+    write_image(tmp_path / "in" / "a.nii.gz", _image())
+    out = tmp_path / "out" / "a.nii.gz"
+    out.parent.mkdir()
+    out.write_bytes(b"precious")
+    report = predict_path(model, tmp_path / "in", tmp_path / "out", progress=False)
+    assert report.skipped == [out] and report.ok and out.read_bytes() == b"precious"
+    assert report.lines() == [f"{out}: exists, skipped"]
+    report = predict_path(model, tmp_path / "in", tmp_path / "out", overwrite=True, progress=False)
+    assert report.written == [out] and read_label(out).array.shape == (4, 20, 28)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_predict_folder_with_a_corrupt_file_exits_1(run: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        write_image(tmp_path / "in" / f"c{i}_0000.nii.gz", _image(seed=i))
+    bad = tmp_path / "in" / "zz_0000.nii.gz"
+    bad.write_bytes(b"garbage")
+    result = runner.invoke(app, ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                 "--device", "cpu", "--no-postprocess"])
+    assert result.exit_code == 1, result.output
+    assert str(bad) in result.output and "2 written" in result.output and "1 failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz"]
+
+
+def test_cli_predict_twice_changes_nothing(run: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / "in" / f"c{i}.nii.gz", _image(seed=i))
+    args = ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint", "latest"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "3 written" in first.output
+    outputs = sorted((tmp_path / "out").iterdir())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "0 written" in second.output and "3 outputs exist, skipped (use --overwrite)" in second.output
+    assert sorted((tmp_path / "out").iterdir()) == outputs
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs} == before
+    third = runner.invoke(app, [*args, "--overwrite"])
+    assert third.exit_code == 0 and "3 written" in third.output
+
+
+def test_cli_predict_user_errors_are_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", "-m", str(tmp_path), "-i", str(tmp_path), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "not a run folder" in result.output and "Traceback" not in result.output
+
+
+def test_cli_predict_report(run: Path, tmp_path: Path) -> None:
+    write_image(tmp_path / "in" / "c0.nii.gz", _image())
+    args = ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "report" / "index.html").is_file()
+    assert (tmp_path / "out" / "report" / "cases" / "c0.png").is_file()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "exists, skipped" in again.output
+    assert os.path.exists(tmp_path / "out" / "report" / "index.md")
