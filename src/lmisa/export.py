@@ -53,14 +53,19 @@ FORMAT_VERSION = 1
 
 
 class SegmentationOnly(nn.Module):
-    """``forward(x) = net.forward_seg(x)``: the logits, without the reconstruction head."""
+    """``forward(x) = net.forward_seg(x)``: the logits, without the reconstruction head.
+
+    (A network without ``forward_seg``: its ``forward``, or the first output when that is a tuple.)
+    """
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_seg(x)
+        from lmisa.predict import _segment
+
+        return _segment(self.net, x)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Predict label maps with a trained run: one volume in memory, or files and folders on disk.
 
 ``load_run(run_dir)`` reads ``RUN/checkpoints/best.pt`` (or ``latest.pt``) with ``weights_only=True``
-and rebuilds the network from the configuration stored in the checkpoint. ``predict_volume`` runs
+and rebuilds the network from the configuration stored in the checkpoint (through
+``lmisa.training.variants.build_inference_net``, so a peer method's own segmenter loads too). ``predict_volume`` runs
 one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used:
 
 1. :func:`lmisa.preprocess.prepare_image` (in-plane resampling to the run's spacing, MLNGM or
@@ -112,9 +113,9 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     Raises LmisaError naming the folder (or file) when it is not a run, the checkpoint is missing or
     unreadable, or the run is not a 2D run.
     """
-    from lmisa.nets import build_generator
     from lmisa.training import run as runfiles
     from lmisa.training.checkpoint import load_checkpoint
+    from lmisa.training.variants import build_inference_net
 
     if which not in CHECKPOINTS:
         raise LmisaError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
@@ -149,15 +150,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     dims = config.train.dims if config.train.dims != 2 else getattr(plans, "dims", 2)
     if dims != 2:
         raise LmisaError(f"{path}: a {dims}D run; only 2D runs can predict in this version")
-    m = config.model
-    net = build_generator(
-        dims=config.train.dims,
-        in_channels=2 * plans.context_slices + 1,
-        num_classes=plans.num_classes,
-        widths=tuple(m.widths),
-        recon_from=m.recon_from,
-        norm=m.norm,
-    )
+    # the network the run's trainer built (a peer method may register its own segmenter)
+    net = build_inference_net(config, 2 * plans.context_slices + 1, plans.num_classes)
     try:
         net.load_state_dict(state["net"])
     except RuntimeError as exc:
