@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from lmisa.config import Config, VARIANTS, apply_variant
+from lmisa.errors import LmisaError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_shipped_default_yaml_is_the_default() -> None:
+    assert Config.load(CONFIGS / "default.yaml") == Config()
+    assert Config.load(CONFIGS / "paper.yaml") == apply_variant(Config(), "lmisa_paper")
+
+
+def test_yaml_roundtrip_and_partial_files(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("train: {epochs: 3}\ndata: {size: [64, 64]}\n")
+    cfg = Config.load(p)
+    assert cfg.train.epochs == 3 and cfg.data.size == (64, 64) and cfg.loss == Config().loss
+    assert Config.from_yaml_text(cfg.to_yaml()) == cfg
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("train: {epoch: 3}", "unknown key"),
+    ("train: {epochs: three}", "expected an integer"),
+    ("loss: {seg: focal}", "not one of"),
+    ("[1, 2]", "mapping"),
+    ("train: {epochs: [", "invalid YAML"),
+])
+def test_bad_config_is_one_clear_error(text: str, msg: str) -> None:
+    with pytest.raises(LmisaError, match=msg):
+        Config.from_yaml_text(text)
+
+
+def test_variants_switch_terms() -> None:
+    assert apply_variant(Config(), "no_mlngm").data.input == "raw"
+    assert not apply_variant(Config(), "no_shape").uses_critic
+    assert not apply_variant(Config(), "no_recon").uses_recon
+    so = apply_variant(Config(), "source_only")
+    assert not so.uses_target_images and not so.reads_target_labels
+    assert apply_variant(Config(), "supervised").reads_target_labels
+    assert [v for v in VARIANTS if apply_variant(Config(), v).reads_target_labels] == ["supervised"]
+    with pytest.raises(LmisaError, match="unknown variant"):
+        apply_variant(Config(), "nope")
