@@ -21,6 +21,7 @@ from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, read_dicom_series, read_image, read_label, write_image
 from lmisa.predict import LoadedModel, list_inputs, load_run, predict_path, predict_volume
+from lmisa.training import train
 from lmisa.preprocess import Plans
 
 LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
@@ -139,17 +140,21 @@ def test_load_run_errors_name_the_folder(run: Path, tmp_path: Path) -> None:
         load_run(run, which="final")
 
 
-def test_3d_runs_are_refused(run: Path, tmp_path: Path, model: LoadedModel) -> None:
-    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
-    state["config"]["train"]["dims"] = 3
-    (tmp_path / "r3" / "checkpoints").mkdir(parents=True)
-    torch.save(state, tmp_path / "r3" / "checkpoints" / "best.pt")
-    with pytest.raises(LmisaError, match="3D run"):
-        load_run(tmp_path / "r3")
-    cfg = Config.from_dict(model.config.to_dict())
-    cfg.train.dims = 3
-    with pytest.raises(LmisaError, match="only 2D"):
-        predict_volume(LoadedModel(model.net, model.plans, cfg), _image())
+def test_3d_run_predicts_on_the_image_grid(tmp_path: Path, monkeypatch) -> None:
+    """A 3D run resamples through-plane too, slides patches (MONAI) and maps back to the input grid."""
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    from conftest import write_nnunet_dataset
+
+    src = write_nnunet_dataset(tmp_path / "src3", n_cases=3, shape=(10, 24, 24), labels=LABELS, seed=0)
+    cfg = {
+        "data": {"size": [32, 32], "spacing": [1.5, 1.5], "spacing_z": 4.0, "patch": [8, 16, 16]},
+        "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 1},
+    }
+    run3 = train(src, None, out=tmp_path / "run3", variant="source_only", dims=3, overrides=cfg, progress=False)
+    model3 = load_run(run3)
+    image = _image(shape=(7, 20, 28))
+    out = predict_volume(model3, image)
+    assert out.shape == image.array.shape and out.dtype == np.uint8
 
 
 # ---------------------------------------------------------------------------------------------- one volume

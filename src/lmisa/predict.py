@@ -147,9 +147,6 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         plans = Plans.from_json(state["plans"])
     except Exception as exc:
         raise LmisaError(f"{path}: invalid plans in checkpoint ({type(exc).__name__}: {exc})") from None
-    dims = config.train.dims if config.train.dims != 2 else getattr(plans, "dims", 2)
-    if dims != 2:
-        raise LmisaError(f"{path}: a {dims}D run; only 2D runs can predict in this version")
     # the network the run's trainer built (a peer method may register its own segmenter)
     net = build_inference_net(config, 2 * plans.context_slices + 1, plans.num_classes)
     try:
@@ -189,9 +186,7 @@ def predict_volume(
     from lmisa.augment import standardise
     from lmisa.sampling import gather_slices
 
-    dims = model.config.train.dims if model.config.train.dims != 2 else getattr(model.plans, "dims", 2)
-    if dims != 2:
-        raise LmisaError(f"a {dims}D run: only 2D prediction is implemented in this version")
+    dims = model.config.train.dims
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model.device if device is None else _resolve_device(device)
@@ -215,6 +210,9 @@ def predict_volume(
     c = plans.context_slices
     offsets = torch.arange(-c, c + 1, device=device)
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    if dims == 3:
+        result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size)
+        return _postprocess(result.reshape(array.shape), model, largest_component)
     out_yx = tuple(prepared.original_shape[-2:])
     labels = torch.empty((z, *out_yx), dtype=torch.uint8, device=device)
     with torch.inference_mode():
@@ -228,14 +226,39 @@ def predict_volume(
             # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
             part = replace(prepared, original_shape=(len(idx), *out_yx))
             labels[start : start + len(idx)] = restore_probabilities(probs, part).argmax(0).to(torch.uint8)
-    result = labels.cpu().numpy().reshape(array.shape)
+    return _postprocess(labels.cpu().numpy().reshape(array.shape), model, largest_component)
+
+
+def _postprocess(result: np.ndarray, model: LoadedModel, largest_component: bool | None) -> np.ndarray:
     if largest_component is None:
         largest_component = model.config.post.largest_component
     if largest_component:
         from lmisa.postprocess import keep_largest_component
 
-        result = keep_largest_component(result, classes=range(1, plans.num_classes))
+        result = keep_largest_component(result, classes=range(1, model.plans.num_classes))
     return result
+
+
+def _predict_patches(
+    net: torch.nn.Module, vol: torch.Tensor, prepared, patch: tuple[int, int, int], amp, batch_size: int
+) -> np.ndarray:
+    """3D runs: MONAI's sliding-window inference over the prepared volume, each window z-scored
+    as the training patches were, Gaussian-weighted overlaps; then back to the image's grid."""
+    from monai.inferers import sliding_window_inference
+
+    from lmisa.augment import standardise
+
+    def window(x: torch.Tensor) -> torch.Tensor:
+        with amp:
+            return _segment(net, standardise(x)).float()
+
+    with torch.inference_mode():
+        logits = sliding_window_inference(
+            vol.float()[None, None], roi_size=patch, sw_batch_size=max(1, batch_size // 8),
+            predictor=window, overlap=0.5, mode="gaussian",
+        )
+        probs = torch.softmax(logits[0], dim=0)  # (C, Z', H, W)
+        return restore_probabilities(probs, prepared).argmax(0).to(torch.uint8).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------
