@@ -36,13 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmisa.augment import standardise
 from lmisa.errors import LmisaError
 from lmisa.nets import count_parameters
 from lmisa.training.checkpoint import load_checkpoint
 from lmisa.training.trainer import Trainer
 
 __all__ = [
+    "ResBlock",
     "ResnetGenerator",
     "PatchDiscriminator",
     "FCDiscriminator",
@@ -67,14 +67,11 @@ def peer_widths(cfg) -> dict[str, int]:
     return {"ngf": 2 * w0, "ndf": 4 * c0, "enc": w0}
 
 
-def init_normal(module: nn.Module, std: float = 0.02, truncated: bool = False) -> nn.Module:
-    """Convolution weights ~ N(0, std) (truncated at 2 std if ``truncated``), biases 0; norms untouched."""
+def init_normal(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """Convolution weights ~ N(0, std), biases 0 (norm layers untouched); returns ``module``."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            if truncated:
-                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
-            else:
-                nn.init.normal_(m.weight, 0.0, std)
+            nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return module
@@ -84,7 +81,7 @@ def init_normal(module: nn.Module, std: float = 0.02, truncated: bool = False) -
 # translator
 
 
-class _ResBlock(nn.Module):
+class ResBlock(nn.Module):
     """``relu(x + IN(conv(relu(IN(conv(x))))))`` with 3x3 convs (CycleGAN: reflect padding, SIFA: zeros)."""
 
     def __init__(self, ch: int, padding_mode: str, bias: bool, affine: bool):
@@ -132,7 +129,7 @@ class ResnetGenerator(nn.Module):
             nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), norm(2 * ngf), nn.ReLU(inplace=True),
             nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), norm(4 * ngf), nn.ReLU(inplace=True),
         ]
-        layers += [_ResBlock(4 * ngf, pm, bias=True, affine=affine) for _ in range(n_blocks)]
+        layers += [ResBlock(4 * ngf, pm, bias=True, affine=affine) for _ in range(n_blocks)]
         layers += [
             nn.ConvTranspose2d(4 * ngf, 2 * ngf, 3, stride=2, padding=1, output_padding=1), norm(2 * ngf),
             nn.ReLU(inplace=True),
@@ -227,7 +224,7 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """SIFA's cross-entropy: class ``c`` weighted by ``1 - (share of c in the batch)``, probabilities clipped at 0.005."""
+    """SIFA's cross-entropy: class ``c`` weighted by ``1 - (share of c in the batch)``; p clipped at 0.005."""
     p = torch.softmax(logits.float(), dim=1)
     g = F.one_hot(labels.long(), p.shape[1]).movedim(-1, 1).to(p.dtype)
     dims = (0,) + tuple(range(2, p.dim()))
@@ -247,7 +244,9 @@ class _TransformedNet(nn.Module):
     ``uses_recon == False``, so validation never scores it.
     """
 
-    def __init__(self, net: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None, parts: list[nn.Module]):
+    def __init__(
+        self, net: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None, parts: list[nn.Module]
+    ):
         super().__init__()
         self.net = net
         self.transform = transform
@@ -279,7 +278,7 @@ class PeerTrainer(Trainer):
         if self.cfg.train.dims != 2:
             raise LmisaError(f"variant {variant}: only the 2D path is implemented for the peer methods")
         if self.dist is not None:
-            raise LmisaError(f"variant {variant}: distributed (torchrun) training is not supported for the peer methods")
+            raise LmisaError(f"variant {variant}: distributed (torchrun) training is not supported for peer methods")
         if self.data.target_train is None:
             raise LmisaError(f"variant {variant}: a peer UDA method needs the target domain's images (--target)")
         self.extra_modules = {}
@@ -354,8 +353,3 @@ class PeerTrainer(Trainer):
                 raise LmisaError(f"{path}: the checkpoint lacks the {kind} {', '.join(missing)}")
             for k, obj in objects.items():
                 obj.load_state_dict(peer[kind][k])
-
-
-def standardised(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample, per-channel z-score (what the segmenter sees at prediction); differentiable."""
-    return standardise(x)

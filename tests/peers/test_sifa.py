@@ -1,0 +1,141 @@
+"""sifa: parameter counts as documented (training and inference); all networks train (segmentation and
+cycle losses fall); a resumed run equals a straight one; lmisa.predict loads E + C and runs it."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lmisa.peers.sifa as sifa
+from lmisa.config import Config, apply_variant
+from lmisa.io import read_image
+from lmisa.nets import count_parameters
+from lmisa.peers.sifa import SIFASegmenter, SIFATrainer
+from lmisa.predict import load_run, predict_volume
+from lmisa.training import train
+from lmisa.training.checkpoint import load_checkpoint
+from lmisa.training.trainer import Trainer
+from lmisa.training.variants import build_inference_net
+
+LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
+STEPS = 5
+TINY = {
+    "data": {"size": [32, 32], "spacing": [1.5, 1.5]},
+    "model": {"widths": [4, 8, 16, 32], "critic_widths": [4, 8, 16, 32]},
+    "augment": {"enabled": False},
+    "train": {"batch_size": 2, "val_batches": 1, "epochs": 2, "steps_per_epoch": STEPS, "device": "cpu"},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one thread is ~10x faster than two on a busy 2-core machine (no spin-waiting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    src = nnunet_factory("src", n_cases=3, shape=(4, 32, 32), labels=LABELS, seed=0)
+    tgt = nnunet_factory("tgt", n_cases=2, shape=(4, 32, 32), spacing=(4.0, 1.6, 1.6), labels=LABELS, seed=1)
+    return src, tgt
+
+
+def fixed_batch_and_recorder(monkeypatch, cls) -> list[tuple[int, dict[str, float]]]:
+    """Every step sees the same batch (drawn with a fixed seed, so a resumed run sees it too); record stats."""
+    sample, step_end = cls.sample_batch, cls.on_step_end
+    steps: list[tuple[int, dict[str, float]]] = []
+
+    def fixed(self):
+        if not hasattr(self, "_test_batch"):
+            state = self.generator.get_state()
+            self.generator.manual_seed(1234)
+            self._test_batch = sample(self)
+            self.generator.set_state(state)
+        return self._test_batch
+
+    def record(self, step, stats):
+        steps.append((self.epoch, {k: float(v) for k, v in stats.items()}))
+        step_end(self, step, stats)
+
+    monkeypatch.setattr(cls, "sample_batch", fixed)
+    monkeypatch.setattr(cls, "on_step_end", record)
+    return steps
+
+
+def test_parameter_counts_are_the_documented_ones() -> None:
+    cfg = apply_variant(Config(), "sifa")
+    with torch.device("meta"):
+        modules = sifa.build_sifa(cfg, 1, 5)
+        net = build_inference_net(cfg, 1, 5)  # what lmisa.predict builds
+        assert modules["net"](torch.zeros(2, 1, 256, 256)).shape == (2, 5, 256, 256)
+    assert isinstance(net, SIFASegmenter)
+    table = sifa.parameter_table(modules)
+    assert table == sifa.PARAMS
+    assert count_parameters(net) == count_parameters(modules["net"]) == sifa.PARAMS_INFERENCE == 27_522_032
+    assert sum(count_parameters(m) for m in modules.values()) == sifa.PARAMS_TRAINING == 43_347_441
+    for n in list(sifa.PARAMS.values()) + [sifa.PARAMS_INFERENCE, sifa.PARAMS_TRAINING]:
+        assert f"{n:,}" in sifa.__doc__, n
+    for name in ("d_t", "d_s", "d_p", "d_p_ll"):  # PatchGANs of the published scale
+        assert 2_700_000 < table[name] < 2_800_000
+
+
+def test_trains_resumes_and_predicts(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    steps = fixed_batch_and_recorder(monkeypatch, SIFATrainer)
+    straight = train(src, tgt, out=tmp_path / "straight", variant="sifa", overrides=TINY, progress=False)
+
+    assert len(steps) == 2 * STEPS
+    first, last = steps[0][1], steps[-1][1]
+    assert last["seg"] < 0.9 * first["seg"]
+    assert last["cycle"] < first["cycle"]
+    assert all(np.isfinite(list(s.values())).all() for _, s in steps)
+
+    original = Trainer.on_epoch_end
+
+    def stop_after_first_epoch(self, val):
+        original(self, val)
+        if self.epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(src, tgt, out=tmp_path / "cut", variant="sifa", overrides=TINY, progress=False)
+    monkeypatch.setattr(Trainer, "on_epoch_end", original)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "latest.pt")["epoch"] == 1
+    resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
+    assert set(a["peer"]["modules"]) == {"classifier_ll", "g_t", "decoder", "d_t", "d_s", "d_p", "d_p_ll"}
+    for name, tensor in a["net"].items():  # includes the batch-norm running statistics
+        torch.testing.assert_close(tensor, b["net"][name], rtol=0, atol=0, msg=f"net.{name}")
+    for module, sd in a["peer"]["modules"].items():
+        for name, tensor in sd.items():
+            where = f"{module}.{name}"
+            torch.testing.assert_close(tensor, b["peer"]["modules"][module][name], rtol=0, atol=0, msg=where)
+    assert [r["epoch"] for r in b["history"]] == [1, 2]
+
+    model = load_run(straight)
+    assert isinstance(model.net, SIFASegmenter)
+    image = read_image(next((tgt / "imagesTr").glob("*.nii.gz")))
+    labels = predict_volume(model, image)
+    assert labels.shape == image.array.shape and labels.dtype == np.uint8 and labels.max() < 5
+
+
+def test_runs_under_bf16_autocast(domains, tmp_path: Path, monkeypatch) -> None:
+    """The mixed-precision path (bf16 autocast, as on a GPU), here on the CPU: finite losses, a usable run."""
+    src, tgt = domains
+    monkeypatch.setattr(Trainer, "autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+    cfg = {**TINY, "train": dict(TINY["train"], epochs=1, steps_per_epoch=1)}
+    run = train(src, tgt, out=tmp_path / "bf16", variant="sifa", overrides=cfg, progress=False)
+    row = list(csv.DictReader((run / "log.csv").open()))[-1]
+    assert all(np.isfinite(float(v)) for k, v in row.items() if k.startswith("loss_") and v != "nan"), row
+    assert np.isfinite(float(row["val_loss"]))
