@@ -82,13 +82,13 @@ def pack_runs(runs: Path, out: Path, max_mb: float) -> None:
         nonlocal part, size, n
         if part is not None:
             part.close()
-        part = tarfile.open(out / f"runs{n:02d}.tar.xz", "w:xz")
+        part = tarfile.open(out / f"runs{n:02d}.tar", "w")  # weights do not compress: plain tar is fast
         n += 1
         size = 0
 
     new_part()
-    for done in sorted(runs.rglob("DONE")):
-        run = done.parent
+    for best in sorted(runs.rglob("checkpoints/best.pt")):  # finished runs, and runs cut short
+        run = best.parent.parent
         rel = run.relative_to(runs)
         blobs = {}
         for name in KEEP:
@@ -112,7 +112,7 @@ def pack_runs(runs: Path, out: Path, max_mb: float) -> None:
 
 
 def unpack_runs(src: Path, runs: Path) -> None:
-    for archive in sorted(src.glob("runs*.tar.xz")):
+    for archive in sorted(src.glob("runs*.tar")):
         with tarfile.open(archive) as tar:
             tar.extractall(runs, filter="data")
     for best in runs.rglob("checkpoints/best.pt"):
