@@ -206,7 +206,8 @@ def main() -> None:
     if len(args.seeds) > 1:
         for kind, rows in results.items():
             r = np.array(rows)
-            print(f"  {kind:6s} mean {r[:, 0].mean():6.3f} {r[:, 1].mean():6.3f} {r[:, 2].mean():6.3f}")
+            cells = " ".join("     -" if np.isnan(v) else f"{v:6.3f}" for v in r.mean(axis=0))
+            print(f"  {kind:6s} mean {cells}")
 
 
 if __name__ == "__main__":
