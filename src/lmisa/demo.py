@@ -25,7 +25,7 @@ from rich.table import Table
 from lmisa.datasets import link_subset
 
 DEMO_SETTINGS: dict[str, Any] = {
-    "data": {"spacing": [3.0, 3.0], "size": [96, 96]},
+    "data": {"spacing": [3.0, 3.0], "size": [112, 112]},
     "train": {"batch_size": 8, "epochs": 8, "steps_per_epoch": 25, "lr_decay_every": 3, "val_batches": 2, "log_every": 5},
 }
 VARIANTS = ("source_only", "lmisa")

@@ -126,3 +126,17 @@ def test_3d_patch_must_fit_the_network(domains, tmp_path: Path) -> None:
     src, tgt = domains
     with pytest.raises(LmisaError, match="multiple of 8"):
         train(src, tgt, out=tmp_path / "bad", dims=3, overrides={"data": {"patch": [6, 16, 16]}}, progress=False)
+
+
+def test_adversarial_weight_warms_up_then_ramps() -> None:
+    from types import SimpleNamespace
+
+    from lmisa.config import Config
+
+    cfg = Config()
+    cfg.train.epochs, cfg.train.steps_per_epoch = 10, 10  # 100 steps
+    cfg.loss.w_adv, cfg.loss.adv_warmup, cfg.loss.adv_ramp = 0.5, 0.2, 0.4
+    weight = lambda step: Trainer.adversarial_weight(SimpleNamespace(cfg=cfg, global_step=step))  # noqa: E731
+    assert weight(0) == 0.0 and weight(19) == 0.0
+    assert weight(40) == pytest.approx(0.25)
+    assert weight(60) == pytest.approx(0.5) and weight(99) == 0.5

@@ -91,6 +91,7 @@ class Trainer:
         self.dist = distributed  # lmisa.training.distributed.DistContext or None
         self.is_main = distributed is None or distributed.rank == 0
         self.epoch = 0
+        self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
@@ -140,6 +141,11 @@ class Trainer:
         self.source_sampler = SliceSampler(
             src, t.batch_size, self.generator, d.context_slices, d.foreground_fraction, with_labels=True, patch=patch
         )
+        # the critic's "real" maps: source labels drawn like the target batch (uniformly over slices),
+        # so that it cannot tell the two apart by how often organs appear
+        self.real_sampler = None
+        if self.cfg.uses_critic and self.cfg.loss.real_uniform:
+            self.real_sampler = SliceSampler(src, t.batch_size, self.generator, d.context_slices, 0.0, True, patch=patch)
         self.target_sampler = None
         if self.cfg.uses_target_images and self.data.target_train is not None:
             tgt = self.data.target_train.to(self.device)
@@ -168,6 +174,7 @@ class Trainer:
         for self.epoch in range(self.epoch, self.cfg.train.epochs):
             self.on_epoch_start()
             for step in range(self.cfg.train.steps_per_epoch):
+                self.global_step = self.epoch * self.cfg.train.steps_per_epoch + step
                 self.on_step_end(step, self.train_step(self.sample_batch()))
             val = self.validation_step()
             self.on_epoch_end(val)
@@ -187,7 +194,21 @@ class Trainer:
             xt, _ = self.target_sampler.sample()
             xt, _ = augment_batch(xt, None, aug, g)
             batch["xt"] = standardise(xt)
+        if self.real_sampler is not None:
+            xr, yr = self.real_sampler.sample()
+            batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
         return batch
+
+    def adversarial_weight(self) -> float:
+        """w_adv after the warm-up and the linear ramp (a Python float: no host sync)."""
+        L, t = self.cfg.loss, self.cfg.train
+        total = max(1, t.epochs * t.steps_per_epoch)
+        progress = self.global_step / total
+        if progress < L.adv_warmup:
+            return 0.0
+        if L.adv_ramp > 0 and progress < L.adv_warmup + L.adv_ramp:
+            return L.w_adv * (progress - L.adv_warmup) / L.adv_ramp
+        return L.w_adv
 
     def recon_target(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction head rebuilds the centre slice of the (standardised) input."""
@@ -218,14 +239,14 @@ class Trainer:
             if self.critic is not None and xt is not None:
                 fake = to_critic_input(torch.softmax(seg[n_s:].float(), dim=1))
                 loss_adv = generator_adversarial_loss(self.critic, fake)
-                total = total + L.w_adv * loss_adv
+                total = total + self.adversarial_weight() * loss_adv
                 stats["adv"] = loss_adv.detach()
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.opt.step()
         stats["total"] = total.detach()
         if fake is not None:
-            real = to_critic_input(one_hot(ys, self.num_classes, smoothing=L.real_label_smoothing))
+            real = to_critic_input(one_hot(batch.get("y_real", ys), self.num_classes, smoothing=L.real_label_smoothing))
             with self.autocast():
                 loss_c, cstats = critic_loss(self.critic, real, fake.detach(), gp_weight=L.gp_weight)
             self.opt_critic.zero_grad(set_to_none=True)
