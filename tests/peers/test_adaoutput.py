@@ -76,10 +76,10 @@ def test_parameter_counts_are_the_documented_ones() -> None:
         net = build_inference_net(cfg, 1, 5)
         disc = adaoutput.build_discriminator(cfg, 5)
     assert isinstance(net, HybridNet)
-    assert count_parameters(net) == adaoutput.PARAMS_NET == adaoutput.PARAMS_INFERENCE == 772_736
+    assert count_parameters(net) == adaoutput.PARAMS_NET == adaoutput.PARAMS_INFERENCE == 774_592
     assert count_parameters(disc) == adaoutput.PARAMS_DISCRIMINATOR == 2_766_785
-    assert count_parameters(net) + count_parameters(disc) == adaoutput.PARAMS_TRAINING == 3_539_521
-    for n in (772_736, 2_766_785, 3_539_521):
+    assert count_parameters(net) + count_parameters(disc) == adaoutput.PARAMS_TRAINING == 3_541_377
+    for n in (774_592, 2_766_785, 3_541_377):
         assert f"{n:,}" in adaoutput.__doc__
     with torch.device("meta"):
         assert disc(torch.zeros(2, 5, 256, 256)).shape == (2, 1, 8, 8)  # five stride-2 convs

@@ -22,9 +22,9 @@ Discriminator (:class:`lmisa.peers.blocks.FCDiscriminator`): 4x4 convs with stri
 Exact parameter counts at the defaults (1 input channel, 5 classes; asserted by the tests):
 
 ==============================================  =========
-segmenter ``net`` (HybridNet) = inference net      772,736
+segmenter ``net`` (HybridNet) = inference net      774,592
 discriminator ``D``                              2,766,785
-training total                                   3,539,521
+training total                                   3,541,377
 ==============================================  =========
 
 Deviations from the published method: the segmenter is LMISA's HybridNet trained with Adam (AdaptSegNet:
@@ -46,9 +46,9 @@ from lmisa.peers.blocks import FCDiscriminator, PeerTrainer, peer_widths
 __all__ = ["AdaOutputTrainer", "build_discriminator", "PARAMS_NET", "PARAMS_DISCRIMINATOR", "PARAMS_TRAINING",
            "PARAMS_INFERENCE", "ADV_WEIGHT", "SOURCE_LABEL", "TARGET_LABEL"]
 
-PARAMS_NET = 772_736
+PARAMS_NET = 774_592
 PARAMS_DISCRIMINATOR = 2_766_785
-PARAMS_TRAINING = PARAMS_NET + PARAMS_DISCRIMINATOR  # 3,539,521
+PARAMS_TRAINING = PARAMS_NET + PARAMS_DISCRIMINATOR  # 3,541,377
 PARAMS_INFERENCE = PARAMS_NET
 
 ADV_WEIGHT = 0.001

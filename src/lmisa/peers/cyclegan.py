@@ -40,10 +40,10 @@ Networks (``in_channels = C = 2 * context_slices + 1``; defaults, ``widths[0] = 
 Exact parameter counts at the defaults (``C = 1``, 5 classes; asserted by the tests):
 
 ==============================================  ==========
-segmenter ``net`` (HybridNet) = inference net       772,736
+segmenter ``net`` (HybridNet, instance norm) = inference net  774,592
 translator ``G_s2t`` (= ``G_t2s``)                2,844,289
 discriminator ``D_t`` (= ``D_s``)                 2,762,689
-training total                                   11,986,692
+training total                                   11,988,548
 ==============================================  ==========
 
 Deviations from the published CycleGAN (all deliberate, all documented here):
@@ -83,10 +83,10 @@ from lmisa.peers.blocks import (
 __all__ = ["CycleGANSegTrainer", "build_translators", "stage1_epochs", "PARAMS_NET", "PARAMS_TRANSLATOR", "PARAMS_DISCRIMINATOR",
            "PARAMS_TRAINING", "PARAMS_INFERENCE"]
 
-PARAMS_NET = 772_736
+PARAMS_NET = 774_592
 PARAMS_TRANSLATOR = 2_844_289
 PARAMS_DISCRIMINATOR = 2_762_689
-PARAMS_TRAINING = PARAMS_NET + 2 * PARAMS_TRANSLATOR + 2 * PARAMS_DISCRIMINATOR  # 11,986,692
+PARAMS_TRAINING = PARAMS_NET + 2 * PARAMS_TRANSLATOR + 2 * PARAMS_DISCRIMINATOR  # 11,988,548
 PARAMS_INFERENCE = PARAMS_NET
 
 CYCLE_WEIGHT = 10.0
