@@ -273,6 +273,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "assd_mm_mean": _mean([r["assd_mm_mean"] for r in rs]),
             "params": rs[0]["params"], "peak_mem_mb": _mean([r["peak_mem_mb"] for r in rs]),
             "wall_s": _mean([r["wall_s"] for r in rs]), "device": rs[0]["device"],
+            "epochs": "/".join(sorted({str(r.get("epochs")) for r in rs})),
         })
     order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only"))}
     return sorted(out, key=lambda r: (r["direction"], r["protocol"], order.get(r["variant"], 99)))
@@ -283,8 +284,8 @@ def markdown_table(agg: list[dict[str, Any]]) -> str:
     for (d, p) in sorted({(r["direction"], r["protocol"]) for r in agg}):
         lines += [
             f"\n**{d}, {'whole volume' if p == 'volume' else 'organ slices (first to last labelled slice)'}**\n",
-            "| variant | seeds | Dice mean (± sd) | liver | R kidney | L kidney | spleen | ASSD vox | ASSD mm | params | peak MB | train min |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| variant | seeds | epochs | Dice mean (± sd) | liver | R kidney | L kidney | spleen | ASSD vox | ASSD mm | params | peak MB | train min |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in agg:
             if (r["direction"], r["protocol"]) != (d, p):
@@ -293,7 +294,7 @@ def markdown_table(agg: list[dict[str, Any]]) -> str:
             organs = " | ".join(_fmt(r["dice"].get(o)) for o in ORGANS)
             wall = _fmt(r["wall_s"] / 60 if r["wall_s"] else None)
             lines.append(
-                f"| {r['variant']} | {r['seeds']} | {_fmt(r['dice_mean'])}{sd} | {organs} | {_fmt(r['assd_vox_mean'], 2)} | "
+                f"| {r['variant']} | {r['seeds']} | {r['epochs']} | {_fmt(r['dice_mean'])}{sd} | {organs} | {_fmt(r['assd_vox_mean'], 2)} | "
                 f"{_fmt(r['assd_mm_mean'], 2)} | {r['params']:,} | {_fmt(r['peak_mem_mb'], 0)} | {wall} |"
             )
     return "\n".join(lines) + "\n"
@@ -371,9 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     agg = aggregate(rows)
     command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = markdown_table(agg)
+    trained_on = sorted({r["device"] for r in rows})
     header = (
-        f"Command: `{command}`\n\nHardware: {describe_hardware(device)}; train phase {train_s / 60:.1f} min, "
-        f"total {(time.time() - t0) / 60:.1f} min. Settings: `{json.dumps(settings)}`; seeds {seeds}.\n"
+        f"Command: `{command}`\n\nRuns trained on: {'; '.join(trained_on)}. Evaluated on: "
+        f"{describe_hardware(device)}; train phase {train_s / 60:.1f} min, total {(time.time() - t0) / 60:.1f} min. "
+        f"Settings: `{json.dumps(settings)}`; seeds {seeds}. Epochs: epochs trained of the schedule "
+        f"(a run cut short is evaluated at its best checkpoint).\n"
     )
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text(header + table + "\n" + published_table())

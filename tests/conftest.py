@@ -83,3 +83,14 @@ def nnunet_factory(tmp_path: Path) -> Callable[..., Path]:
         return write_nnunet_dataset(tmp_path / name, **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_locale():
+    """GDCM's DICOM writer (used by tests that build series) switches the process locale to "C",
+    after which Python's default text encoding is ASCII; put it back after every test."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)

@@ -52,11 +52,11 @@ def test_perfect_predictions_and_outputs(dataset, tmp_path):
     assert list(rows[0]) == ["case", "structure", "dice", "assd_vox", "assd_mm", "hd95_mm", "pred_empty", "ref_empty"]
     assert len(rows) == 6
     assert all(float(r["dice"]) == 100 and float(r["assd_mm"]) == 0 and r["pred_empty"] == "0" for r in rows)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["per_structure"]["a"]["dice"] == {"mean": 100.0, "std": 0.0, "n": 3}
     assert summary["per_structure"]["b"]["counts"] == {"n_cases": 3, "n_both_empty": 0, "n_missed": 0, "n_false_positive": 0}
     assert summary["mean_over_structures"]["dice"] == {"mean": 100.0, "n_structures": 2}
-    md = (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text(encoding="utf-8")
     assert "| a | 100.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 |" in md
     assert "| **Mean** | **100.00** |" in md
 
@@ -81,7 +81,7 @@ def test_imperfect_values_match_evaluate_case_and_empties_are_counted(dataset, t
     missed = rows[("case_001", "b")]
     assert missed["dice"] == "0" and missed["assd_vox"] == "nan" and (missed["pred_empty"], missed["ref_empty"]) == ("1", "0")
 
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # strict JSON: no NaN
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))  # strict JSON: no NaN
     b = summary["per_structure"]["b"]
     assert b["counts"]["n_missed"] == 1 and b["counts"]["n_cases"] == 3
     assert b["dice"]["n"] == 3 and b["assd_vox"]["n"] == 2  # distances averaged over the defined cases only
@@ -91,7 +91,7 @@ def test_imperfect_values_match_evaluate_case_and_empties_are_counted(dataset, t
     assert b["assd_vox"]["mean"] == pytest.approx(np.mean(assd_b))
     means = [summary["per_structure"][x]["hd95_mm"]["mean"] for x in ("a", "b")]
     assert summary["mean_over_structures"]["hd95_mm"]["mean"] == pytest.approx(np.mean(means))
-    md = (tmp_path / "out" / "summary.md").read_text()
+    md = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     assert "(n=2)" in md and "missed (not predicted) in 1" in md
 
 
@@ -132,8 +132,8 @@ def test_missing_prediction_is_an_error_unless_allowed(dataset, tmp_path):
     assert not (tmp_path / "out").exists()
     s = evaluate_folders(pred, dataset, out_dir=tmp_path / "out", allow_missing=True, progress=False)
     assert s.cases == ["case_000", "case_002"] and s.missing_predictions == ["case_001"]
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["missing_predictions"] == ["case_001"]
-    assert "Missing predictions (not evaluated): case_001" in (tmp_path / "out" / "summary.md").read_text()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["missing_predictions"] == ["case_001"]
+    assert "Missing predictions (not evaluated): case_001" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_geometry_mismatch_names_the_file(dataset, tmp_path):
@@ -153,12 +153,12 @@ def test_never_overwrites_unless_asked(dataset, tmp_path):
     pred = copy_predictions(dataset, tmp_path / "pred")
     evaluate_folders(pred, dataset, progress=False)  # default out_dir: the prediction folder
     assert (pred / "summary.json").exists()
-    before = (pred / "summary.md").read_text()
+    before = (pred / "summary.md").read_text(encoding="utf-8")
     with pytest.raises(FileExistsError, match="metrics_per_case.csv"):
         evaluate_folders(pred, dataset, progress=False)
     edit(pred / "case_000.nii.gz", lambda a: np.where(a == 1, 0, a).astype(np.uint8))
     evaluate_folders(pred, dataset, overwrite=True, progress=False)
-    assert (pred / "summary.md").read_text() != before
+    assert (pred / "summary.md").read_text(encoding="utf-8") != before
     assert not [p for p in pred.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -175,7 +175,7 @@ def test_organ_slices_protocol(tmp_path):
     org = evaluate_folders(tmp_path / "pred", tmp_path / "ref", {"organ": 1}, tmp_path / "o", "organ_slices", progress=False)
     assert vol.per_structure["organ"]["dice"]["mean"] == pytest.approx(100 * 2 * 100 / (100 + 109))
     assert org.per_structure["organ"]["dice"]["mean"] == 100.0 and org.protocol == "organ_slices"
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["protocol"] == "organ_slices"
+    assert json.loads((tmp_path / "o" / "summary.json").read_text(encoding="utf-8"))["protocol"] == "organ_slices"
     with pytest.raises(LmisaError, match="protocol"):
         evaluate_folders(tmp_path / "pred", tmp_path / "ref", {"organ": 1}, tmp_path / "z", "slices", progress=False)
 
@@ -185,7 +185,7 @@ def test_pool_gives_the_same_rows(dataset, tmp_path):
     edit(pred / "case_002.nii.gz", lambda a: np.roll(a, 2, axis=1))
     one = evaluate_folders(pred, dataset, out_dir=tmp_path / "w1", workers=1, progress=False)
     two = evaluate_folders(pred, dataset, out_dir=tmp_path / "w2", workers=2, progress=False)
-    assert (tmp_path / "w1" / "metrics_per_case.csv").read_text() == (tmp_path / "w2" / "metrics_per_case.csv").read_text()
+    assert (tmp_path / "w1" / "metrics_per_case.csv").read_text(encoding="utf-8") == (tmp_path / "w2" / "metrics_per_case.csv").read_text(encoding="utf-8")
     assert one.per_structure == two.per_structure
 
 

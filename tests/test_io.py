@@ -68,6 +68,9 @@ def test_dicom_series_roundtrip(tmp_path: Path) -> None:
     img = sitk.GetImageFromArray(arr)
     img.SetSpacing((0.7, 0.8, 2.5))
     img.SetOrigin((1.0, 2.0, 3.0))
+    import locale
+
+    saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the locale to "C"
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for k in range(arr.shape[0]):
@@ -80,6 +83,7 @@ def test_dicom_series_roundtrip(tmp_path: Path) -> None:
         sl.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
         writer.SetFileName(str(tmp_path / f"{k:03d}.dcm"))
         writer.Execute(sl)
+    locale.setlocale(locale.LC_ALL, saved_locale)
     vol = read_dicom_series(tmp_path)
     np.testing.assert_array_equal(vol.array, arr.astype(np.float32))
     assert vol.spacing == pytest.approx((2.5, 0.8, 0.7))

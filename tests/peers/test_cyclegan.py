@@ -91,9 +91,13 @@ def test_stage_split() -> None:
     cfg = apply_variant(Config(), "cyclegan_seg")
     cfg.train.epochs = 40
     assert cyclegan.stage1_epochs(cfg) == 20
-    assert cyclegan.stage1_epochs(cfg, 0.25) == 10 and cyclegan.stage1_epochs(cfg, 1.0) == 40
+    cfg.peer.stage_split = 0.25
+    assert cyclegan.stage1_epochs(cfg) == 10
+    cfg.peer.stage_split = 1.0
+    assert cyclegan.stage1_epochs(cfg) == 40
+    cfg.peer.stage_split = 1.5
     with pytest.raises(LmisaError, match="stage_split"):
-        cyclegan.stage1_epochs(cfg, 1.5)
+        cyclegan.stage1_epochs(cfg)
 
 
 def test_two_stages_train_resume_and_predict(domains, tmp_path: Path, monkeypatch) -> None:
