@@ -46,7 +46,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
-    recon_from: Literal["decoder", "bottleneck"] = "decoder"
+    # reconstruct from the bottleneck through a decoder without skips: through the U-Net skips the
+    # reconstruction is nearly free and does not force a joint latent space (METHOD.md section 6)
+    recon_from: Literal["decoder", "bottleneck"] = "bottleneck"
     # instance norm (the paper has none): trains faster and normalises per-image feature statistics
     norm: Literal["none", "instance", "batch"] = "instance"
     critic_widths: tuple[int, ...] = (16, 32, 64, 128)
@@ -182,17 +184,19 @@ def apply_variant(cfg: Config, variant: str) -> Config:
         cfg.data.input = "raw"
     elif variant == "no_recon":
         cfg.loss.w_recon = 0.0
+        cfg.model.recon_from = "decoder"  # no separate reconstruction decoder to carry along
     elif variant == "no_shape":
         cfg.loss.w_adv = 0.0
     elif variant in ("source_only", "supervised") or variant in PEER_VARIANTS:
         cfg.loss.w_recon = 0.0
         cfg.loss.w_adv = 0.0
+        cfg.model.recon_from = "decoder"  # no separate reconstruction decoder to carry along
         if variant in PEER_VARIANTS:
             cfg.data.input = "raw"  # the published peers adapt raw intensities, not MLNGM
     elif variant == "lmisa_paper":
         cfg.loss = LossConfig(seg="ce", w_seg=40.0, w_recon=40.0, w_adv=1.0, gp_weight=10.0, adv_warmup=0.0,
                               adv_ramp=0.0, real_uniform=False)
-        cfg.model = ModelConfig(norm="none")
+        cfg.model = ModelConfig(norm="none", recon_from="decoder")
         cfg.data.context_slices = 0
         cfg.post.largest_component = False
     return cfg

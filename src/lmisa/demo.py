@@ -25,8 +25,8 @@ from rich.table import Table
 from lmisa.datasets import link_subset
 
 DEMO_SETTINGS: dict[str, Any] = {
-    "data": {"spacing": [3.0, 3.0], "size": [112, 112]},
-    "train": {"batch_size": 8, "epochs": 8, "steps_per_epoch": 25, "lr_decay_every": 3, "val_batches": 2, "log_every": 5},
+    "data": {"spacing": [3.5, 3.5], "size": [96, 96]},
+    "train": {"batch_size": 8, "epochs": 8, "steps_per_epoch": 50, "lr_decay_every": 4, "val_batches": 2, "log_every": 10},
 }
 VARIANTS = ("source_only", "lmisa")
 
@@ -140,21 +140,21 @@ def run_demo(
 
 def print_table(result: DemoResult, console: Console) -> None:
     organs = list(result.rows[0]["dice"]) if result.rows else []
-    table = Table(title="lmisa demo: CT-like -> MR-like phantoms (held-out cases), Dice % / ASSD (voxels)")
+    short = {"liver": "liver", "right_kidney": "R kid", "left_kidney": "L kid", "spleen": "spleen"}
+    table = Table(title="lmisa demo: CT-like -> MR-like phantoms, held-out cases (Dice %, ASSD in voxels)")
     table.add_column("model")
     table.add_column("tested on")
     for o in organs:
-        table.add_column(o.replace("_", " "), justify="right")
-    table.add_column("mean", justify="right", style="bold")
+        table.add_column(short.get(o, o), justify="right")
+    table.add_column("Dice", justify="right", style="bold")
+    table.add_column("ASSD", justify="right")
 
-    def cell(d: float | None, a: float | None) -> str:
-        ds = "-" if d is None else f"{d:.1f}"
-        as_ = "-" if a is None else f"{a:.2f}"
-        return f"{ds} / {as_}"
+    def num(v: float | None, nd: int = 1) -> str:
+        return "-" if v is None else f"{v:.{nd}f}"
 
     for r in result.rows:
-        table.add_row(r["variant"], r["test"], *[cell(r["dice"][o], r["assd"][o]) for o in organs],
-                      cell(r["dice_mean"], r["assd_mean"]))
+        table.add_row(r["variant"], r["test"], *[num(r["dice"][o]) for o in organs],
+                      num(r["dice_mean"]), num(r["assd_mean"], 2))
     console.print(table)
     if result.report:
         console.print(f"report: {result.report}")

@@ -40,8 +40,10 @@ def train(
             source, target, out=out, config=config, variant=None if resume else variant,
             dims=dims, device=device, resume=resume, overrides=overrides or None,
         )
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: continue with `lmisa train --source {source} "
-                      f"{'--target ' + str(target) + ' ' if target else ''}--out RUN_DIR --resume`")
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None) or out or "RUN_DIR"
+        console.print(f"[yellow]interrupted[/]: the last finished epoch is saved; continue with "
+                      f"`lmisa train --source {source} {'--target ' + str(target) + ' ' if target else ''}"
+                      f"--out {run_dir} --resume`", soft_wrap=True)
         raise typer.Exit(code=130) from None
     console.print(f"[green]done[/]: run folder {run_dir}")

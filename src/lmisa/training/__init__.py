@@ -134,8 +134,19 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
     if resume:
         trainer.load(run_dir / runfiles.CKPT_DIR / runfiles.LATEST)
         log.info("resumed at epoch %d", trainer.epoch)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(run_dir) from None
     return run_dir
 
 
-__all__ = ["train", "resolve_config"]
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) during training; ``run_dir`` holds the checkpoints to ``--resume`` from."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+__all__ = ["train", "resolve_config", "TrainingInterrupted"]
