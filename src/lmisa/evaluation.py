@@ -61,7 +61,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +69,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from lmisa.errors import LmisaError
-from lmisa.io import is_nifti, read_label, strip_nifti_suffix
+from lmisa.io import is_nifti, read_label, strip_nifti_suffix, write_text_atomic
 from lmisa.metrics import FLAG_NAMES, METRIC_NAMES, evaluate_case, restrict_to_label_slices
 
 PROTOCOLS = ("volume", "organ_slices")
@@ -392,19 +391,6 @@ def summarize(
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _write_text_atomic(path: Path, text: str, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (pass overwrite=True / --overwrite to replace it)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------------------------- main entry
 
 
@@ -514,6 +500,6 @@ def evaluate_folders(
     out.mkdir(parents=True, exist_ok=True)
     texts = (summary.to_csv(), json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n", summary.to_markdown())
     for path, text in zip(out_paths, texts):
-        _write_text_atomic(path, text, overwrite)
+        write_text_atomic(path, text, overwrite)
     summary.out_dir = out
     return summary

@@ -169,6 +169,26 @@ def write_image(
     return path
 
 
+def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
+    """Write UTF-8 text through a temporary file and a rename: never a half-written file.
+
+    With ``overwrite=False`` an existing ``path`` raises FileExistsError and is left alone.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists (pass overwrite=True / --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def affine_from_sitk(image: "SimpleITK.Image") -> np.ndarray:  # noqa: F821
     """NIfTI-style RAS affine of a SimpleITK image (which is LPS)."""
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)

@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +56,7 @@ import numpy as np
 from scipy import ndimage
 
 from lmisa.errors import LmisaError
-from lmisa.io import MedicalImage, write_image
+from lmisa.io import MedicalImage, write_image, write_text_atomic
 
 LABELS: dict[str, int] = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
 APPEARANCES: tuple[str, ...] = ("CT", "MR", "T1")
@@ -642,18 +641,7 @@ def case_name(index: int) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n", overwrite)
 
 
 def dataset_json(appearance: str, cases: int) -> dict:

@@ -20,7 +20,8 @@ from lmisa.training import train
 from lmisa.training.checkpoint import load_checkpoint
 from lmisa.training.trainer import Trainer
 from lmisa.training.variants import build_inference_net
-from peer_helpers import LABELS, STEPS, TINY, domains, fixed_batch_and_recorder, one_thread  # noqa: F401
+from peer_helpers import LABELS, STEPS, TINY, domains, fixed_batch_and_recorder, one_thread  # noqa: F401, F811
+
 
 def test_parameter_counts_are_the_documented_ones() -> None:
     cfg = apply_variant(Config(), "adaoutput")

@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from lmisa.errors import LmisaError
-from lmisa.io import MedicalImage, is_nifti, write_image
+from lmisa.io import MedicalImage, is_nifti, write_image, write_text_atomic
 
 IMAGES_DIR = "imagesTr"
 LABELS_DIR = "labelsTr"
@@ -230,15 +230,7 @@ def write_dataset_json(dst: Path, meta: dict, overwrite: bool) -> Path:
     path = Path(dst) / DATASET_JSON
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass --overwrite to replace it)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{DATASET_JSON}.", suffix=".tmp", dir=dst)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(meta, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(meta, indent=2) + "\n", overwrite=True)
     return path
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
 from lmisa.errors import LmisaError
+from lmisa.io import write_text_atomic
 
 CONFIG = "config.yaml"
 PLANS = "plans.json"
@@ -55,13 +54,6 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
         raise LmisaError(f"{run_dir}: folder exists and is not empty; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def write_history_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
