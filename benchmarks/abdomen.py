@@ -203,8 +203,13 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
 
     tag = test_target.name
     pred_dir = out / "predictions" / job.direction.slug / tag / job.variant / f"seed{job.seed}"
-    if force and pred_dir.exists():
-        shutil.rmtree(pred_dir)
+    best = job.run_dir / "checkpoints" / "best.pt"
+    stamp = f"{best.stat().st_mtime_ns} {best.stat().st_size}"
+    stamp_file = pred_dir / "checkpoint.txt"
+    if pred_dir.exists() and (force or not stamp_file.exists() or stamp_file.read_text() != stamp):
+        shutil.rmtree(pred_dir)  # predictions of another checkpoint (retrained or finished since)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(stamp)
     model = load_run(job.run_dir, "best", device=device)
     predict_path(model, test_target, pred_dir, device=device, progress=False)
     history = _history(job.run_dir)

@@ -287,3 +287,15 @@ def test_save_and_load_split(tmp_path: Path) -> None:
         load_split(p)
     with pytest.raises(LmisaError, match="not found"):
         load_split(tmp_path / "none.json")
+
+
+def test_link_subset_refuses_a_folder_holding_other_cases(nnunet_factory, tmp_path) -> None:
+    from lmisa.datasets import link_subset
+
+    src = nnunet_factory("full", n_cases=3)
+    link_subset(src, tmp_path / "sub", ["case_000", "case_001"])
+    link_subset(src, tmp_path / "sub", ["case_000", "case_001"])  # same subset again: fine
+    with pytest.raises(LmisaError, match="outside this subset"):
+        link_subset(src, tmp_path / "sub", ["case_000"])
+    unlabelled = link_subset(src, tmp_path / "unl", ["case_002"], with_labels=False)
+    assert not (unlabelled / "labelsTr").exists()

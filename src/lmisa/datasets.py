@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from lmisa.errors import LmisaError
-from lmisa.io import NIFTI_SUFFIXES, ImageReadError, is_nifti, read_image, strip_nifti_suffix
+from lmisa.io import NIFTI_SUFFIXES, ImageReadError, is_nifti, read_image, strip_nifti_suffix, write_text_atomic
 
 DEFAULT_FILE_ENDING = ".nii.gz"
 CHANNEL = "0000"  # the only channel lmisa reads
@@ -633,6 +633,11 @@ def link_subset(src: str | os.PathLike, dst: str | os.PathLike, cases: Iterable[
             if link.exists() or link.is_symlink():
                 raise LmisaError(f"{link}: exists and is not a link to {target}")
             link.symlink_to(target.resolve())
+    names = {by_name[n].image.name for n in wanted} | {by_name[n].label.name for n in wanted if by_name[n].label}
+    extra = sorted(p.name for sub in ("imagesTr", "labelsTr") if (dst / sub).is_dir() for p in (dst / sub).iterdir()
+                   if p.name not in names)
+    if extra:  # e.g. an earlier, different split: never let other cases into this subset
+        raise LmisaError(f"{dst}: holds cases outside this subset ({', '.join(extra[:5])}...); use a new folder")
     meta = dict(domain.meta, numTraining=len(wanted))
-    (dst / "dataset.json").write_text(json.dumps(meta, indent=2))
+    write_text_atomic(dst / "dataset.json", json.dumps(meta, indent=2))
     return dst

@@ -111,6 +111,8 @@ def run_demo(
             continue
         console.print(f"[bold]2/4[/] training {variant} ({i + 1}/{len(VARIANTS)}), CT-like -> MR-like, on {device}")
         resume = (run_dir / "checkpoints" / "latest.pt").exists()
+        if run_dir.exists() and not resume:  # stopped before its first checkpoint: keep it aside, start again
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}"))
         train(source, target, out=run_dir, variant=None if resume else variant, device=device,
               resume=resume, progress=progress, overrides=None if resume else settings)
     console.print("[bold]3/4[/] predicting and evaluating the held-out test cases")

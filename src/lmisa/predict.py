@@ -255,7 +255,7 @@ def _predict_patches(
     with torch.inference_mode():
         logits = sliding_window_inference(
             vol.float()[None, None], roi_size=patch, sw_batch_size=max(1, batch_size // 8),
-            predictor=window, overlap=0.5, mode="gaussian",
+            predictor=window, overlap=0.5, mode="gaussian", padding_mode="replicate",  # like training
         )
         probs = torch.softmax(logits[0], dim=0)  # (C, Z', H, W)
         return restore_probabilities(probs, prepared).argmax(0).to(torch.uint8).cpu().numpy()

@@ -159,10 +159,10 @@ def resample_volume(volume: np.ndarray | torch.Tensor, shape: Sequence[int], mod
 
 
 def _resample(volume: np.ndarray | torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:
-    """In-plane only when the depth is unchanged (2D plans), else in 3D."""
-    t = torch.as_tensor(volume)
+    """In-plane first (antialiased when shrinking, as in 2D), then through-plane if the depth changes."""
+    t = resample_inplane(torch.as_tensor(volume), tuple(shape[-2:]), mode)
     if int(shape[0]) == t.shape[-3]:
-        return resample_inplane(t, tuple(shape[-2:]), mode)
+        return t
     return resample_volume(t, shape, mode)
 
 
@@ -208,7 +208,7 @@ def prepare_image(image: MedicalImage, plans: Plans, device: str | torch.device 
         array = array[None]
     if not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or Inf")
-    shape = plans.target_shape(array.shape, image.spacing if array.ndim == 3 else (1.0, *image.spacing))
+    shape = plans.target_shape(array.shape, image.spacing if image.array.ndim == 3 else (1.0, *image.spacing))
     resampled = _resample(array, shape, "linear").numpy()
     if plans.input == "mlngm":
         rep = mlngm_volume(resampled, levels=plans.mlngm_levels, dims=plans.dims, device=device)

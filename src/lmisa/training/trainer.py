@@ -14,6 +14,7 @@ A variant or a peer method subclasses Trainer and overrides a hook (``build_mode
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -343,11 +344,16 @@ class Trainer:
                              description=f"{self.cfg.variant} ep {self.epoch + 1}/{self.cfg.train.epochs}", info=info)
 
     def on_epoch_end(self, val: dict[str, float]) -> None:
+        lr = self.opt.param_groups[0]["lr"]  # the rate this epoch trained at
         self.sched.step()
         if self.sched_critic is not None:
             self.sched_critic.step()
         seconds = time.perf_counter() - self.t_epoch
-        row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.opt.param_groups[0]["lr"]}
+        bad = [k for k, v in self.epoch_sums.items() if not math.isfinite(float(v))]  # one sync per epoch
+        if bad:
+            raise LmisaError(f"{self.run_dir}: non-finite training loss ({', '.join(bad)}) in epoch {self.epoch + 1}; "
+                             "the checkpoints of the last good epoch are kept")
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
         row.update({f"loss_{k}": float(v) / max(1, self.epoch_steps) for k, v in self.epoch_sums.items()})
         row.update(val)
         row["slices_per_s"] = self.epoch_steps * self.samples_per_step / max(seconds, 1e-9)
@@ -385,6 +391,7 @@ class Trainer:
             "history": self.history,
             "rng_sampler": self.generator.get_state(),
             "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
             "config": self.cfg.to_dict(),
             "plans": self.data.plans.to_json(),
         }
@@ -418,3 +425,9 @@ class Trainer:
         self.history = list(state["history"])
         self.generator.set_state(state["rng_sampler"].cpu())
         torch.set_rng_state(state["rng_torch"].cpu())
+        cuda_state = state.get("rng_cuda")
+        if self.device.type == "cuda" and cuda_state is not None and cuda_state.numel():
+            torch.cuda.set_rng_state(cuda_state.cpu(), self.device)
+        if self.dist is not None and self.dist.rank != 0:
+            # only rank 0's sampler state is saved: the others draw a fresh stream of their own
+            self.generator.manual_seed(self.cfg.train.seed * 1000 + self.dist.rank + 7919 * self.epoch)
