@@ -140,3 +140,12 @@ def test_adversarial_weight_warms_up_then_ramps() -> None:
     assert weight(0) == 0.0 and weight(19) == 0.0
     assert weight(40) == pytest.approx(0.25)
     assert weight(60) == pytest.approx(0.5) and weight(99) == 0.5
+
+
+def test_divergence_is_an_infinite_term_or_a_nan_total() -> None:
+    nan, inf = float("nan"), float("inf")
+    assert Trainer._diverged({"seg": 0.5, "total": 20.0}) == []
+    assert Trainer._diverged({"seg": nan, "total": nan}) == ["total"]
+    assert Trainer._diverged({"seg": inf, "total": 1.0}) == ["seg"]
+    assert Trainer._diverged({"seg": nan, "cycle": 0.3}) == []  # a peer's stage logs NaN for terms it skips
+    assert Trainer._diverged({"seg": nan, "cycle": nan}) == ["seg", "cycle"]

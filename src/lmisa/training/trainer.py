@@ -349,8 +349,7 @@ class Trainer:
         if self.sched_critic is not None:
             self.sched_critic.step()
         seconds = time.perf_counter() - self.t_epoch
-        bad = [k for k, v in self.epoch_sums.items() if not math.isfinite(float(v))]  # one sync per epoch
-        if bad:
+        if bad := self._diverged({k: float(v) for k, v in self.epoch_sums.items()}):  # one sync per epoch
             raise LmisaError(f"{self.run_dir}: non-finite training loss ({', '.join(bad)}) in epoch {self.epoch + 1}; "
                              "the checkpoints of the last good epoch are kept")
         row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
@@ -368,6 +367,18 @@ class Trainer:
             runfiles.write_history_csv(self.run_dir / runfiles.LOG_CSV, self.history)
             plot_progress(self.history, self.run_dir / runfiles.PROGRESS)
             self.log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+    @staticmethod
+    def _diverged(sums: dict[str, float]) -> list[str]:
+        """Loss terms that diverged this epoch: any infinite one, and a NaN total.
+
+        Without a "total" (peers that log NaN for the terms a stage does not train), only an epoch
+        whose every term is NaN counts.
+        """
+        bad = [k for k, v in sums.items() if math.isinf(v)]
+        if "total" in sums:
+            return bad + ([] if math.isfinite(sums["total"]) else ["total"])
+        return bad + (list(sums) if sums and not any(math.isfinite(v) for v in sums.values()) else [])
 
     def on_train_end(self) -> dict[str, Any]:
         if self._bar is not None:
