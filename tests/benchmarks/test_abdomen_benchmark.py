@@ -1,0 +1,56 @@
+"""The abdomen benchmark's bookkeeping: a disjoint split by case, jobs, and the tables (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def abdomen():
+    spec = importlib.util.spec_from_file_location("bench_abdomen", REPO / "benchmarks" / "abdomen.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_abdomen"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_split_is_by_case_disjoint_and_stable(abdomen, nnunet_factory, tmp_path: Path) -> None:
+    src = nnunet_factory("CT", n_cases=8)
+    train, test = abdomen.split_dataset(src, tmp_path / "data", 0.25, seed=0)
+    names = lambda root: {p.name for p in (root / "imagesTr").iterdir()}  # noqa: E731
+    assert len(names(test)) == 2 and len(names(train)) == 6 and not names(train) & names(test)
+    again = abdomen.split_dataset(src, tmp_path / "data", 0.25, seed=0)
+    assert again == (train, test)
+    with pytest.raises(Exception, match="outside this subset"):  # another seed never mixes into the same folders
+        abdomen.split_dataset(src, tmp_path / "data", 0.25, seed=1)
+
+
+def test_jobs_seeds_and_order(abdomen, tmp_path: Path) -> None:
+    d = abdomen.Direction("CT->MR", tmp_path / "a", tmp_path / "b", tmp_path / "c")
+    jobs = abdomen.plan_jobs([d], ["source_only", "lmisa", "no_shape"], [0, 1, 2], tmp_path)
+    assert sorted((j.variant, j.seed) for j in jobs) == sorted(
+        [("source_only", s) for s in (0, 1, 2)] + [("lmisa", s) for s in (0, 1, 2)] + [("no_shape", 0)]
+    )
+    assert jobs[0].variant == "lmisa"  # costliest first
+    assert all(j.run_dir == tmp_path / "runs" / "CT2MR" / j.variant / f"seed{j.seed}" for j in jobs)
+
+
+def test_aggregate_and_table(abdomen) -> None:
+    def row(variant, seed, dice):
+        return {
+            "direction": "CT->MR", "protocol": "volume", "variant": variant, "seed": seed, "dice_mean": dice,
+            "dice": {o: dice for o in abdomen.ORGANS}, "assd_vox_mean": 1.0, "assd_mm_mean": 2.0,
+            "params": 10, "peak_mem_mb": 5.0, "wall_s": 60.0, "device": "cpu", "epochs": 20,
+        }
+
+    agg = abdomen.aggregate([row("lmisa", 0, 70.0), row("lmisa", 1, 80.0), row("source_only", 0, 50.0)])
+    lm = next(r for r in agg if r["variant"] == "lmisa")
+    assert lm["dice_mean"] == 75.0 and lm["dice_sd"] == 5.0 and lm["seeds"] == 2
+    table = abdomen.markdown_table(agg)
+    assert "| lmisa | 2 | 20 | 75.0 ± 5.0 |" in table and "| source_only | 1 | 20 | 50.0 |" in table
