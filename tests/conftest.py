@@ -94,3 +94,28 @@ def _restore_locale():
     saved = locale.setlocale(locale.LC_ALL)
     yield
     locale.setlocale(locale.LC_ALL, saved)
+
+
+def train_cut_after_first_epoch(monkeypatch, source: Path, target: Path, out: Path, **train_kwargs) -> dict:
+    """Train into ``out`` but stop (KeyboardInterrupt) right after epoch 1 is saved, as Ctrl-C would.
+
+    Returns the ``latest`` checkpoint it left, for a test to resume from and compare with a straight run.
+    """
+    from lmisa.training import train
+    from lmisa.training.checkpoint import load_checkpoint
+    from lmisa.training.trainer import Trainer
+
+    original = Trainer.on_epoch_end
+
+    def stop_after_first_epoch(self, val):
+        original(self, val)
+        if self.epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(source, target, out=out, progress=False, **train_kwargs)
+    monkeypatch.setattr(Trainer, "on_epoch_end", original)
+    cut = load_checkpoint(out / "checkpoints" / "latest.pt")
+    assert cut["epoch"] == 1
+    return cut

@@ -16,8 +16,8 @@ from lmisa.nets import HybridNet, count_parameters
 from lmisa.peers.adaoutput import AdaOutputTrainer
 from lmisa.predict import load_run, predict_volume
 from lmisa.training import train
+from conftest import train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint
-from lmisa.training.trainer import Trainer
 from lmisa.training.variants import build_inference_net
 from peer_helpers import LABELS, STEPS, TINY, domains, fixed_batch_and_recorder, one_thread  # noqa: F401, F811
 
@@ -48,18 +48,7 @@ def test_trains_resumes_and_predicts(domains, tmp_path: Path, monkeypatch) -> No
     assert all(np.isfinite([s["adv"], s["disc"]]).all() for _, s in steps)
     assert first["total"] == pytest.approx(first["seg"] + adaoutput.ADV_WEIGHT * first["adv"], rel=1e-5)
 
-    original = Trainer.on_epoch_end
-
-    def stop_after_first_epoch(self, val):
-        original(self, val)
-        if self.epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(src, tgt, out=tmp_path / "cut", variant="adaoutput", overrides=TINY, progress=False)
-    monkeypatch.setattr(Trainer, "on_epoch_end", original)
-    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "latest.pt")["epoch"] == 1
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", variant="adaoutput", overrides=TINY)
     resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
 
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")

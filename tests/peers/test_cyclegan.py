@@ -19,8 +19,8 @@ from lmisa.nets import HybridNet, count_parameters
 from lmisa.peers.cyclegan import CycleGANSegTrainer
 from lmisa.predict import load_run, predict_volume
 from lmisa.training import train
+from conftest import train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint
-from lmisa.training.trainer import Trainer
 from lmisa.training.variants import build_inference_net
 from peer_helpers import LABELS, STEPS, TINY, domains, fixed_batch_and_recorder, one_thread  # noqa: F401, F811
 
@@ -71,19 +71,7 @@ def test_two_stages_train_resume_and_predict(domains, tmp_path: Path, monkeypatc
     assert load_checkpoint(straight / "checkpoints" / "best.pt")["epoch"] == 2
 
     # cut after stage 1, resume: stage 2 only, and the weights of a straight run
-    original = Trainer.on_epoch_end
-
-    def stop_after_first_epoch(self, val):
-        original(self, val)
-        if self.epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(src, tgt, out=tmp_path / "cut", variant="cyclegan_seg", overrides=TINY, progress=False)
-    monkeypatch.setattr(Trainer, "on_epoch_end", original)
-    cut = load_checkpoint(tmp_path / "cut" / "checkpoints" / "latest.pt")
-    assert cut["epoch"] == 1
+    cut = train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", variant="cyclegan_seg", overrides=TINY)
 
     translator_steps = []
     step = CycleGANSegTrainer.translator_step

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import lmisa.peers.sifa as sifa
@@ -16,8 +15,8 @@ from lmisa.nets import count_parameters
 from lmisa.peers.sifa import SIFASegmenter, SIFATrainer
 from lmisa.predict import load_run, predict_volume
 from lmisa.training import train
+from conftest import train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint
-from lmisa.training.trainer import Trainer
 from lmisa.training.variants import build_inference_net
 from peer_helpers import LABELS, STEPS, TINY, domains, fixed_batch_and_recorder, one_thread  # noqa: F401, F811
 
@@ -50,18 +49,7 @@ def test_trains_resumes_and_predicts(domains, tmp_path: Path, monkeypatch) -> No
     assert last["cycle"] < first["cycle"]
     assert all(np.isfinite(list(s.values())).all() for _, s in steps)
 
-    original = Trainer.on_epoch_end
-
-    def stop_after_first_epoch(self, val):
-        original(self, val)
-        if self.epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(src, tgt, out=tmp_path / "cut", variant="sifa", overrides=TINY, progress=False)
-    monkeypatch.setattr(Trainer, "on_epoch_end", original)
-    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "latest.pt")["epoch"] == 1
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", variant="sifa", overrides=TINY)
     resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
 
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")

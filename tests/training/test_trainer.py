@@ -12,6 +12,7 @@ import torch
 import lmisa.io
 from lmisa.errors import LmisaError
 from lmisa.training import train
+from conftest import train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint
 from lmisa.training.trainer import Trainer
 
@@ -64,18 +65,7 @@ def test_resume_equals_straight_run(domains, tmp_path: Path, monkeypatch) -> Non
     src, tgt = domains
     straight = train(src, tgt, out=tmp_path / "straight", overrides=TINY, progress=False)
 
-    original = Trainer.on_epoch_end
-
-    def stop_after_first_epoch(self, val):
-        original(self, val)
-        if self.epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(src, tgt, out=tmp_path / "cut", overrides=TINY, progress=False)
-    monkeypatch.setattr(Trainer, "on_epoch_end", original)
-    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "latest.pt")["epoch"] == 1
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=TINY)
     resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
 
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")
