@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-docs", action="store_true", help="also write docs/abdomen_results.json and the table in docs/")
     args = ap.parse_args(argv)
 
+    from lmisa.training.trainer import describe_device as describe_hardware
     from lmisa.training.trainer import resolve_device
 
     device = str(resolve_device(args.device))
@@ -392,12 +393,6 @@ def main(argv: list[str] | None = None) -> None:
         (REPO / "docs" / "abdomen_results.json").write_text(json.dumps(rows, indent=2))
         (REPO / "docs" / "abdomen_table.md").write_text(header + table + "\n" + published_table())
         print("wrote docs/abdomen_results.json and docs/abdomen_table.md")
-
-
-def describe_hardware(device: str) -> str:
-    from lmisa.training.trainer import describe_device
-
-    return describe_device(device)
 
 
 if __name__ == "__main__":

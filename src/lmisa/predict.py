@@ -52,6 +52,7 @@ from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.preprocess import Plans, SliceSet, prepare_image, restore_probabilities
+from lmisa.training.trainer import resolve_device
 
 __all__ = [
     "LoadedModel",
@@ -97,15 +98,6 @@ class LoadedModel:
         return [k for k, _ in sorted(self.plans.labels.items(), key=lambda kv: kv[1])]
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LmisaError(f"--device {device}: CUDA is not available on this machine")
-    return device
-
-
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
     """Load ``RUN/checkpoints/<which>.pt`` (``which`` = "best" or "latest") as an eval-mode network.
 
@@ -135,7 +127,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
             other = [c for c in CHECKPOINTS if c != which and (run_dir / runfiles.CKPT_DIR / f"{c}.pt").is_file()]
             hint = f"; {runfiles.CKPT_DIR}/{other[0]}.pt exists (--checkpoint {other[0]})" if other else " (no epoch finished yet?)"
             raise LmisaError(f"{run_dir}: no {runfiles.CKPT_DIR}/{which}.pt{hint}")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     try:
         state = load_checkpoint(path, map_location="cpu")
     except Exception as exc:  # pickle/zip/torch errors of many kinds
@@ -189,7 +181,7 @@ def predict_volume(
     dims = model.config.train.dims
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = model.device if device is None else _resolve_device(device)
+    device = model.device if device is None else resolve_device(device)
     net = model.net.to(device).eval()
     plans = model.plans
     array = np.asarray(image.array)
@@ -415,7 +407,7 @@ def predict_path(
         raise LmisaError(f"{input}: several inputs have the same case name: {', '.join(dupes)}")
     output_dir.mkdir(parents=True, exist_ok=True)
     report = PredictionReport(output_dir=output_dir)
-    device = model.device if device is None else _resolve_device(device)
+    device = model.device if device is None else resolve_device(device)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -42,8 +42,9 @@ from lmisa.training.data import TrainingData
 from lmisa.training.plot import plot_progress
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """``auto`` (or None): CUDA when present, else CPU; a CUDA device without CUDA is a clear error."""
+    if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
