@@ -233,6 +233,7 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
             "assd_vox_mean": summary["mean_over_structures"]["assd_vox"]["mean"],
             "assd_mm_mean": summary["mean_over_structures"]["assd_mm"]["mean"],
             "params": count_parameters(model.net),
+            "params_train": _training_params(job.run_dir),
             "peak_mem_mb": max((float(r.get("peak_mem_mb", 0) or 0) for r in history), default=None),
             "wall_s": float(history[-1]["wall_s"]) if history else None,
             "device": _run_device(job.run_dir),
@@ -248,6 +249,22 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(path.open())) if path.exists() else []
 
 
+def _training_params(run_dir: Path) -> int | None:
+    """Parameters trained by the run (every network and discriminator): params.json, else train.log."""
+    import re
+
+    meta = run_dir / "params.json"
+    if meta.exists():
+        return int(json.loads(meta.read_text())["training"])
+    log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
+    # runs written before params.json existed; a peer's own line comes after the base trainer's
+    found = re.search(r"peer \S+: ([\d,]+) parameters in training", log)
+    if found:
+        return int(found.group(1).replace(",", ""))
+    found = re.search(r"generator (\d+) parameters, critic (\d+)", log)
+    return int(found.group(1)) + int(found.group(2)) if found else None
+
+
 def _run_device(run_dir: Path) -> str:
     meta = run_dir / "hardware.txt"
     return meta.read_text().strip() if meta.exists() else "unknown"
@@ -258,6 +275,10 @@ def _run_device(run_dir: Path) -> str:
 
 def _fmt(v: float | None, nd: int = 1) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -276,11 +297,12 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "dice": {o: _mean([r["dice"].get(o) for r in rs]) for o in ORGANS},
             "assd_vox_mean": _mean([r["assd_vox_mean"] for r in rs]),
             "assd_mm_mean": _mean([r["assd_mm_mean"] for r in rs]),
-            "params": rs[0]["params"], "peak_mem_mb": _mean([r["peak_mem_mb"] for r in rs]),
+            "params": rs[0]["params"], "params_train": rs[0].get("params_train"), "peak_mem_mb": _mean([r["peak_mem_mb"] for r in rs]),
             "wall_s": _mean([r["wall_s"] for r in rs]), "device": rs[0]["device"],
             "epochs": "/".join(sorted({str(r.get("epochs")) for r in rs})),
         })
-    order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only"))}
+    order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape",
+                                         "source_only", "sifa", "cyclegan_seg", "adaoutput"))}
     return sorted(out, key=lambda r: (r["direction"], r["protocol"], order.get(r["variant"], 99)))
 
 
@@ -289,8 +311,8 @@ def markdown_table(agg: list[dict[str, Any]]) -> str:
     for (d, p) in sorted({(r["direction"], r["protocol"]) for r in agg}):
         lines += [
             f"\n**{d}, {'whole volume' if p == 'volume' else 'organ slices (first to last labelled slice)'}**\n",
-            "| variant | seeds | epochs | Dice mean (± sd) | liver | R kidney | L kidney | spleen | ASSD vox | ASSD mm | params | peak MB | train min |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| variant | seeds | epochs | Dice mean (± sd) | liver | R kidney | L kidney | spleen | ASSD vox | ASSD mm | params train | params infer | peak MB | train min |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in agg:
             if (r["direction"], r["protocol"]) != (d, p):
@@ -300,9 +322,38 @@ def markdown_table(agg: list[dict[str, Any]]) -> str:
             wall = _fmt(r["wall_s"] / 60 if r["wall_s"] else None)
             lines.append(
                 f"| {r['variant']} | {r['seeds']} | {r['epochs']} | {_fmt(r['dice_mean'])}{sd} | {organs} | {_fmt(r['assd_vox_mean'], 2)} | "
-                f"{_fmt(r['assd_mm_mean'], 2)} | {r['params']:,} | {_fmt(r['peak_mem_mb'], 0)} | {wall} |"
+                f"{_fmt(r['assd_mm_mean'], 2)} | {_count(r.get('params_train'))} | {r['params']:,} | {_fmt(r['peak_mem_mb'], 0)} | {wall} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def plot_cost_vs_dice(agg: list[dict[str, Any]], path: Path, protocol: str = "organ_slices") -> None:
+    """Training cost against mean Dice: one point per method and direction (error bar: sd over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in agg if r["protocol"] == protocol and r["wall_s"] and r["dice_mean"] is not None]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colours = {"CT->MR": "tab:blue", "MR->CT": "tab:orange"}
+    for r in rows:
+        x = r["wall_s"] / 60
+        ax.errorbar(x, r["dice_mean"], yerr=r["dice_sd"] or 0, fmt="o", color=colours.get(r["direction"], "grey"),
+                    capsize=3, markersize=4 + 4 * ((r.get("params_train") or r["params"]) / 1e7) ** 0.5)
+        ax.annotate(r["variant"], (x, r["dice_mean"]), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    for name, colour in colours.items():
+        ax.plot([], [], "o", color=colour, label=name)
+    ax.set_xscale("log")
+    devices = sorted({r["device"] for r in rows})
+    ax.set_xlabel(f"training time per run, minutes (log scale)\n{'; '.join(devices)}", fontsize=8)
+    ax.set_ylabel(f"mean Dice % ({protocol.replace('_', ' ')})")
+    ax.set_title("Cost vs accuracy (marker area ~ parameters in training)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def published_table() -> str:
@@ -387,12 +438,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text(header + table + "\n" + published_table())
+    plot_cost_vs_dice(agg, out / "cost_vs_dice.png")
     print(header + table)
     if args.write_docs:
         (REPO / "docs").mkdir(exist_ok=True)
         (REPO / "docs" / "abdomen_results.json").write_text(json.dumps(rows, indent=2))
         (REPO / "docs" / "abdomen_table.md").write_text(header + table + "\n" + published_table())
-        print("wrote docs/abdomen_results.json and docs/abdomen_table.md")
+        shutil.copyfile(out / "cost_vs_dice.png", REPO / "docs" / "cost_vs_dice.png")
+        print("wrote docs/abdomen_results.json, docs/abdomen_table.md and docs/cost_vs_dice.png")
 
 
 if __name__ == "__main__":

@@ -41,12 +41,12 @@ def test_jobs_seeds_and_order(abdomen, tmp_path: Path) -> None:
     assert all(j.run_dir == tmp_path / "runs" / "CT2MR" / j.variant / f"seed{j.seed}" for j in jobs)
 
 
-def test_aggregate_and_table(abdomen) -> None:
+def test_aggregate_table_and_plot(abdomen, tmp_path: Path) -> None:
     def row(variant, seed, dice):
         return {
             "direction": "CT->MR", "protocol": "volume", "variant": variant, "seed": seed, "dice_mean": dice,
             "dice": {o: dice for o in abdomen.ORGANS}, "assd_vox_mean": 1.0, "assd_mm_mean": 2.0,
-            "params": 10, "peak_mem_mb": 5.0, "wall_s": 60.0, "device": "cpu", "epochs": 20,
+            "params": 10, "params_train": 12, "peak_mem_mb": 5.0, "wall_s": 60.0, "device": "cpu", "epochs": 20,
         }
 
     agg = abdomen.aggregate([row("lmisa", 0, 70.0), row("lmisa", 1, 80.0), row("source_only", 0, 50.0)])
@@ -54,3 +54,19 @@ def test_aggregate_and_table(abdomen) -> None:
     assert lm["dice_mean"] == 75.0 and lm["dice_sd"] == 5.0 and lm["seeds"] == 2
     table = abdomen.markdown_table(agg)
     assert "| lmisa | 2 | 20 | 75.0 ± 5.0 |" in table and "| source_only | 1 | 20 | 50.0 |" in table
+    assert "| 2.00 | 12 | 10 | 5 | 1.0 |" in table  # ASSD mm, params in training and at inference, MB, min
+    abdomen.plot_cost_vs_dice(agg, tmp_path / "cost.png", protocol="volume")
+    assert (tmp_path / "cost.png").stat().st_size > 1000
+
+
+def test_training_params_from_params_json_or_an_old_log(abdomen, tmp_path: Path) -> None:
+    (tmp_path / "params.json").write_text('{"training": 1234, "parts": {"net": 1000, "critic": 234}}')
+    assert abdomen._training_params(tmp_path) == 1234
+    (tmp_path / "params.json").unlink()
+    (tmp_path / "train.log").write_text(
+        "INFO variant sifa on cpu: generator 27522032 parameters, critic 0; epochs 10 x 60 steps\n"
+        "INFO peer sifa: 43,347,441 parameters in training (net 27,522,032, d_t 2,763,520)\n"
+    )
+    assert abdomen._training_params(tmp_path) == 43_347_441
+    (tmp_path / "train.log").write_text("INFO variant lmisa on cpu: generator 993920 parameters, critic 102352; x\n")
+    assert abdomen._training_params(tmp_path) == 1_096_272

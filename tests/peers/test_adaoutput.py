@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,9 @@ def test_trains_resumes_and_predicts(domains, tmp_path: Path, monkeypatch) -> No
 
     model = load_run(straight)
     assert isinstance(model.net, HybridNet)
+    params = json.loads((straight / "params.json").read_text())  # the tiny widths of TINY
+    assert set(params["parts"]) == {"net", "disc"} and params["parts"]["net"] == count_parameters(model.net)
+    assert params["training"] == sum(params["parts"].values())
     image = read_image(next((tgt / "imagesTr").glob("*.nii.gz")))
     labels = predict_volume(model, image)
     assert labels.shape == image.array.shape and labels.dtype == np.uint8 and labels.max() < 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -34,8 +35,11 @@ def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
 def test_run_folder_has_everything(domains, tmp_path: Path) -> None:
     src, tgt = domains
     run = train(src, tgt, out=tmp_path / "run", overrides=TINY, progress=False)
-    for name in ("config.yaml", "plans.json", "split.json", "log.csv", "progress.png", "train.log", "DONE"):
+    for name in ("config.yaml", "plans.json", "split.json", "log.csv", "progress.png", "train.log", "DONE",
+                 "hardware.txt", "params.json"):
         assert (run / name).exists(), name
+    params = json.loads((run / "params.json").read_text())
+    assert set(params["parts"]) == {"net", "critic"} and params["training"] == sum(params["parts"].values())
     assert (run / "checkpoints" / "latest.pt").exists() and (run / "checkpoints" / "best.pt").exists()
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]

@@ -315,16 +315,6 @@ class PeerTrainer(Trainer):
         counts.update({k: count_parameters(m) for k, m in self.extra_modules.items()})
         return counts
 
-    def on_train_start(self) -> None:
-        super().on_train_start()
-        if self.is_main:
-            counts = self.parameter_counts()
-            per = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-            self.log.info(
-                "peer %s: %s parameters in training (%s); inference net %s",
-                self.cfg.variant, f"{sum(counts.values()):,}", per, f"{counts['net']:,}",
-            )
-
     def on_epoch_end(self, val: dict[str, float]) -> None:
         for sched in self.extra_schedulers.values():
             sched.step()

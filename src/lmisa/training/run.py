@@ -9,6 +9,7 @@ Layout::
     RUN/progress.png    losses and source validation per epoch
     RUN/checkpoints/latest.pt, best.pt
     RUN/hardware.txt    the device the run trained on
+    RUN/params.json     parameter counts of every trained module, and their total
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ LATEST = "latest.pt"
 BEST = "best.pt"
 DONE = "DONE"
 HARDWARE = "hardware.txt"
+PARAMS = "params.json"
 
 
 def default_run_dir(source: Path, target: Path | None, variant: str, root: Path = Path("runs")) -> Path:

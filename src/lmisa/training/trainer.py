@@ -13,6 +13,7 @@ A variant or a peer method subclasses Trainer and overrides a hook (``build_mode
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from lmisa.augment import augment_batch, standardise
 from lmisa.config import Config
 from lmisa.errors import LmisaError
+from lmisa.io import write_text_atomic
 from lmisa.losses import (
     critic_loss,
     generator_adversarial_loss,
@@ -295,17 +297,26 @@ class Trainer:
         return [k for k, _ in sorted(labels.items(), key=lambda kv: kv[1])]
 
     # ------------------------------------------------------------------ hooks
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters of every module this run trains, by name (peers add theirs)."""
+        counts = {"net": count_parameters(self._bare(self.net))}
+        if self.critic is not None:
+            counts["critic"] = count_parameters(self._bare(self.critic))
+        return counts
+
     def on_train_start(self) -> None:
         self.t_start = time.perf_counter()
         self.wall_before = self.history[-1]["wall_s"] if self.history else 0.0
         self.samples_per_step = self.cfg.train.batch_size * (2 if self.target_sampler is not None else 1)
         if self.is_main:
             (self.run_dir / runfiles.HARDWARE).write_text(describe_device(self.device) + "\n")
-            params = count_parameters(self._bare(self.net))
-            cparams = count_parameters(self._bare(self.critic)) if self.critic is not None else 0
+            counts = self.parameter_counts()
+            write_text_atomic(self.run_dir / runfiles.PARAMS,
+                              json.dumps({"training": sum(counts.values()), "parts": counts}, indent=2) + "\n")
             self.log.info(
-                "variant %s on %s: generator %d parameters, critic %d; epochs %d x %d steps, batch %d",
-                self.cfg.variant, self.device, params, cparams,
+                "variant %s on %s: %s parameters in training (%s); epochs %d x %d steps, batch %d",
+                self.cfg.variant, self.device, f"{sum(counts.values()):,}",
+                ", ".join(f"{k} {v:,}" for k, v in counts.items()),
                 self.cfg.train.epochs, self.cfg.train.steps_per_epoch, self.cfg.train.batch_size,
             )
         self._bar = None
