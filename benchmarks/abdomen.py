@@ -198,7 +198,7 @@ def _mean(values: list[float]) -> float | None:
 
 def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: bool) -> list[dict[str, Any]]:
     from lmisa.evaluation import evaluate_folders
-    from lmisa.nets import count_parameters
+    from lmisa.nets import count_inference_parameters
     from lmisa.predict import load_run, predict_path
 
     tag = test_target.name
@@ -232,7 +232,7 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
             "dice": {o: per[o]["dice"]["mean"] for o in ORGANS if o in per},
             "assd_vox_mean": summary["mean_over_structures"]["assd_vox"]["mean"],
             "assd_mm_mean": summary["mean_over_structures"]["assd_mm"]["mean"],
-            "params": count_parameters(model.net),
+            "params": count_inference_parameters(model.net),
             "params_train": _training_params(job.run_dir),
             "peak_mem_mb": max((float(r.get("peak_mem_mb", 0) or 0) for r in history), default=None),
             "wall_s": float(history[-1]["wall_s"]) if history else None,

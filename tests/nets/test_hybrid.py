@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lmisa.nets
-from lmisa.nets import HybridNet, build_generator, count_parameters
+from lmisa.nets import HybridNet, build_generator, count_inference_parameters, count_parameters
 
 # The counts documented in lmisa/nets/hybrid.py (in_channels=1, num_classes=5, default widths).
 GEN_PARAMS = {
@@ -26,6 +26,15 @@ def test_parameter_counts_match_docstring(dims, recon_from):
     assert count_parameters(net) == GEN_PARAMS[(dims, recon_from)]
     doc = lmisa.nets.hybrid.__doc__
     assert f"{GEN_PARAMS[(dims, recon_from)]:,}" in doc
+
+
+@pytest.mark.parametrize("recon_from", ["decoder", "bottleneck"])
+def test_inference_parameters_are_the_ones_forward_seg_uses(recon_from):
+    net = build_generator(recon_from=recon_from, norm="instance", widths=(4, 8))
+    net.forward_seg(torch.rand(1, 1, 16, 16)).sum().backward()
+    used = sum(p.numel() for p in net.parameters() if p.grad is not None)
+    assert count_inference_parameters(net) == used < count_parameters(net)
+    assert count_inference_parameters(build_generator(recon_from="bottleneck", norm="instance")) == 774_576
 
 
 def test_parameter_count_formula_2d():

@@ -21,7 +21,8 @@ from torch import nn
 from lmisa.nets.critic import ShapeCritic
 from lmisa.nets.hybrid import HybridNet
 
-__all__ = ["HybridNet", "ShapeCritic", "build_generator", "build_critic", "count_parameters"]
+__all__ = ["HybridNet", "ShapeCritic", "build_generator", "build_critic", "count_parameters",
+           "count_inference_parameters"]
 
 
 def build_generator(
@@ -64,3 +65,15 @@ def build_critic(
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``module`` (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_inference_parameters(net: nn.Module) -> int:
+    """Parameters a prediction computes with: a HybridNet's reconstruction head and decoder train only.
+
+    >>> count_inference_parameters(build_generator(recon_from="bottleneck", norm="instance"))
+    774576
+    """
+    if isinstance(net, HybridNet):
+        unused = count_parameters(net.recon_head) + count_parameters(net.recon_decoder)
+        return count_parameters(net) - unused
+    return count_parameters(net)
