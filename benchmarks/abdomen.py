@@ -333,6 +333,7 @@ def plot_cost_vs_dice(agg: list[dict[str, Any]], path: Path, protocol: str = "or
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = [r for r in agg if r["protocol"] == protocol and r["wall_s"] and r["dice_mean"] is not None]
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -345,6 +346,7 @@ def plot_cost_vs_dice(agg: list[dict[str, Any]], path: Path, protocol: str = "or
     for name, colour in colours.items():
         ax.plot([], [], "o", color=colour, label=name)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     devices = sorted({r["device"] for r in rows})
     ax.set_xlabel(f"training time per run, minutes (log scale)\n{'; '.join(devices)}", fontsize=8)
     ax.set_ylabel(f"mean Dice % ({protocol.replace('_', ' ')})")
@@ -353,6 +355,40 @@ def plot_cost_vs_dice(agg: list[dict[str, Any]], path: Path, protocol: str = "or
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_examples(test_target: Path, predictions: dict[str, Path], path: Path, cases: int = 3) -> None:
+    """Per test case, its most labelled slice: image, reference and each variant's prediction (seed 0).
+
+    Written to OUT only, never to docs/: the pictures show patient data under the data sets' licences.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from lmisa.io import read_image, read_label
+
+    labels = sorted((test_target / "labelsTr").glob("*.nii.gz"))[:cases]
+    fig, axes = plt.subplots(len(labels), 2 + len(predictions), squeeze=False,
+                             figsize=(2.2 * (2 + len(predictions)), 2.2 * len(labels)))
+    for row, label_path in zip(axes, labels):
+        case = label_path.name[: -len(".nii.gz")]
+        ref = read_label(label_path).array
+        z = int(np.argmax((ref > 0).reshape(ref.shape[0], -1).sum(1)))
+        image = read_image(test_target / "imagesTr" / f"{case}_0000.nii.gz").array[z]
+        panels = [("image", image, "gray"), ("reference", ref[z], "tab10")]
+        for variant, folder in predictions.items():
+            found = folder / f"{case}.nii.gz"
+            panels.append((variant, read_label(found).array[z] if found.exists() else np.zeros_like(ref[z]), "tab10"))
+        for ax, (title, panel, cmap) in zip(row, panels):
+            ax.imshow(panel, cmap=cmap, **({} if cmap == "gray" else {"vmin": 0, "vmax": 9, "interpolation": "nearest"}))
+            ax.set_title(f"{case} z={z}" if title == "image" else title, fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -439,6 +475,12 @@ def main(argv: list[str] | None = None) -> None:
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text(header + table + "\n" + published_table())
     plot_cost_vs_dice(agg, out / "cost_vs_dice.png")
+    for d in directions:
+        test_target = args.test_target or d.test_target
+        done = [j for j in jobs if j.direction == d and j.seed == seeds[0] and (j.run_dir / "checkpoints" / "best.pt").exists()]
+        preds = {j.variant: out / "predictions" / d.slug / test_target.name / j.variant / f"seed{j.seed}" for j in done}
+        if preds:
+            plot_examples(test_target, preds, out / f"examples_{d.slug}_{test_target.name}.png")
     print(header + table)
     if args.write_docs:
         (REPO / "docs").mkdir(exist_ok=True)
