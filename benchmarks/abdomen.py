@@ -152,7 +152,11 @@ def warm_caches(directions: list[Direction], settings: dict[str, Any], variants:
             prepare_training_data(cfg, d.train_source, d.train_target, progress=True)
 
 
-def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: bool) -> None:
+def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: bool,
+             time_limit: float | None = None) -> None:
+    """Train the unfinished jobs, ``parallel`` at a time. After ``time_limit`` seconds the running ones
+    are stopped (they keep their checkpoints: the next call resumes them) and no new one starts."""
+    deadline = time.time() + time_limit if time_limit else float("inf")
     todo = []
     for job in jobs:
         if (job.run_dir / "DONE").exists() and not force:
@@ -166,6 +170,14 @@ def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: b
     running: list[tuple[Job, subprocess.Popen, float]] = []
     failed = []
     while todo or running:
+        if time.time() > deadline:
+            for job, proc, _ in running:
+                proc.terminate()
+                print(f"  {job.direction.name:7s} {job.variant:12s} seed {job.seed}: stopped at the time limit", flush=True)
+            for _, proc, _ in running:
+                proc.wait()
+            print(f"time limit: {len(running)} run(s) stopped, {len(todo)} not started; run again to resume")
+            return
         while todo and len(running) < parallel:
             job = todo.pop(0)
             cmd = job.command(config, device)
@@ -417,6 +429,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--test-target", type=Path, help="evaluate finished runs on this data set (no retraining)")
     ap.add_argument("--direction", default=None, help="name of a custom direction, e.g. 'CT->MR'")
     ap.add_argument("--config", type=Path, help="YAML overriding the benchmark settings")
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="seconds for the train phase; unfinished runs stop (resumable) and are evaluated at their best checkpoint")
     ap.add_argument("--force", action="store_true", help="retrain / re-predict even if finished (old runs are kept aside)")
     ap.add_argument("--write-docs", action="store_true", help="also write docs/abdomen_results.json and the table in docs/")
     args = ap.parse_args(argv)
@@ -447,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     if args.phase in ("all", "train"):
         warm_caches(directions, settings, variants)
-        run_jobs(jobs, config_path, device, args.parallel, args.force)
+        run_jobs(jobs, config_path, device, args.parallel, args.force, args.time_limit)
     train_s = time.time() - t0
     if args.phase == "train":
         print(f"training phase finished in {train_s / 60:.1f} min")

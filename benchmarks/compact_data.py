@@ -1,13 +1,15 @@
 """Move the benchmark between this machine and a lent GPU machine within its 64 MiB transfer limit.
 
     python benchmarks/compact_data.py pack-data   OUT_DIR SPACING DATASET [DATASET ...]
+    python benchmarks/compact_data.py pack-test   OUT_DIR DATASET [DATASET ...]
     python benchmarks/compact_data.py unpack-data OUT_DIR ROOT
     python benchmarks/compact_data.py pack-runs   RUNS_DIR OUT_DIR [--max-mb 15]
     python benchmarks/compact_data.py unpack-runs ARCHIVE_DIR RUNS_DIR
 
 pack-data resamples each case in-plane to the benchmark's spacing (what training does first anyway),
 stores intensities as uint8 (CT is 8-bit already; MR is clipped to its 99.9th percentile) and labels
-as uint8, lzma-compressed. unpack-data writes nnU-Net folders again. pack-runs keeps what evaluation
+as uint8, lzma-compressed. pack-test stores test sets losslessly on their own grid (they are scored
+there). unpack-data writes nnU-Net folders again (from either). pack-runs keeps what evaluation
 needs from each run (config, plans, split, logs, the best weights in float16) in archives of at most
 ``--max-mb``; unpack-runs restores them (float32 weights) so that ``lmisa predict`` runs as usual.
 """
@@ -25,32 +27,51 @@ import numpy as np
 import torch
 
 
-def pack_data(out: Path, spacing: float, datasets: list[Path]) -> None:
+def _write_case(target: Path, name: str, image: np.ndarray, label: np.ndarray, affine: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, image=image, label=label.astype(np.uint8), affine=affine)
+    (target / f"{name}.npz.xz").write_bytes(lzma.compress(buf.getvalue(), preset=6))
+
+
+def _cases(out: Path, datasets: list[Path]):
+    """(target folder, case) for every case of every data set; the folders get their dataset.json."""
     from lmisa.datasets import Domain
-    from lmisa.io import read_image, read_label
-    from lmisa.preprocess import resample_inplane, resampled_size
 
     out.mkdir(parents=True, exist_ok=True)
     for root in datasets:
-        domain = Domain.open(root)
         target = out / root.name
         target.mkdir(exist_ok=True)
         (target / "dataset.json").write_text((root / "dataset.json").read_text())
-        for case in domain.cases("train"):
-            image = read_image(case.image, dtype=None)
-            is_8bit = image.array.dtype == np.uint8
-            size = resampled_size(image.array.shape[-2:], image.spacing[-2:], (spacing, spacing))
-            arr = resample_inplane(image.array.astype(np.float32), size, "linear").numpy()
-            lo, hi = (0.0, 255.0) if is_8bit else (float(min(arr.min(), 0.0)), float(np.percentile(arr, 99.9)))
-            q = np.clip(np.rint((arr - lo) / max(hi - lo, 1e-6) * 255), 0, 255).astype(np.uint8)
-            lab = resample_inplane(torch.from_numpy(read_label(case.label).array), size, "nearest").numpy()
-            affine = image.affine.copy()
-            scale = np.array([spacing / image.spacing[2], spacing / image.spacing[1], 1.0])  # columns: x, y, z
-            affine[:3, :3] = affine[:3, :3] * scale[None, :]
-            buf = io.BytesIO()
-            np.savez(buf, image=q, label=lab.astype(np.uint8), affine=affine)
-            (target / f"{case.name}.npz.xz").write_bytes(lzma.compress(buf.getvalue(), preset=6))
+        for case in Domain.open(root).cases("train"):
+            yield target, case
         print(f"packed {root.name}: {sum(f.stat().st_size for f in target.iterdir()) / 2**20:.1f} MiB")
+
+
+def pack_test(out: Path, datasets: list[Path]) -> None:
+    """Lossless: the original arrays, dtypes and affines (test sets are scored on their own grid)."""
+    from lmisa.io import read_image, read_label
+
+    for target, case in _cases(out, datasets):
+        image = read_image(case.image, dtype=None)
+        _write_case(target, case.name, image.array, read_label(case.label).array, image.affine)
+
+
+def pack_data(out: Path, spacing: float, datasets: list[Path]) -> None:
+    from lmisa.io import read_image, read_label
+    from lmisa.preprocess import resample_inplane, resampled_size
+
+    for target, case in _cases(out, datasets):
+        image = read_image(case.image, dtype=None)
+        is_8bit = image.array.dtype == np.uint8
+        size = resampled_size(image.array.shape[-2:], image.spacing[-2:], (spacing, spacing))
+        arr = resample_inplane(image.array.astype(np.float32), size, "linear").numpy()
+        lo, hi = (0.0, 255.0) if is_8bit else (float(min(arr.min(), 0.0)), float(np.percentile(arr, 99.9)))
+        q = np.clip(np.rint((arr - lo) / max(hi - lo, 1e-6) * 255), 0, 255).astype(np.uint8)
+        lab = resample_inplane(torch.from_numpy(read_label(case.label).array), size, "nearest").numpy()
+        affine = image.affine.copy()
+        scale = np.array([spacing / image.spacing[2], spacing / image.spacing[1], 1.0])  # columns: x, y, z
+        affine[:3, :3] = affine[:3, :3] * scale[None, :]
+        _write_case(target, case.name, q, lab, affine)
 
 
 def unpack_data(src: Path, root: Path) -> None:
@@ -128,6 +149,9 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("spacing", type=float)
     p.add_argument("datasets", type=Path, nargs="+")
+    p = sub.add_parser("pack-test")
+    p.add_argument("out", type=Path)
+    p.add_argument("datasets", type=Path, nargs="+")
     p = sub.add_parser("unpack-data")
     p.add_argument("src", type=Path)
     p.add_argument("root", type=Path)
@@ -141,6 +165,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.cmd == "pack-data":
         pack_data(a.out, a.spacing, a.datasets)
+    elif a.cmd == "pack-test":
+        pack_test(a.out, a.datasets)
     elif a.cmd == "unpack-data":
         unpack_data(a.src, a.root)
     elif a.cmd == "pack-runs":

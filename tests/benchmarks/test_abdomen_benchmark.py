@@ -70,3 +70,16 @@ def test_training_params_from_params_json_or_an_old_log(abdomen, tmp_path: Path)
     assert abdomen._training_params(tmp_path) == 43_347_441
     (tmp_path / "train.log").write_text("INFO variant lmisa on cpu: generator 993920 parameters, critic 102352; x\n")
     assert abdomen._training_params(tmp_path) == 1_096_272
+
+
+def test_time_limit_stops_running_jobs_and_starts_no_more(abdomen, tmp_path: Path, monkeypatch, capsys) -> None:
+    import time
+
+    d = abdomen.Direction("CT->MR", tmp_path / "a", tmp_path / "b", tmp_path / "c")
+    jobs = abdomen.plan_jobs([d], ["lmisa"], [0, 1, 2], tmp_path)
+    monkeypatch.setattr(abdomen.Job, "command", lambda self, config, device: [sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.time()
+    abdomen.run_jobs(jobs, tmp_path / "cfg.yaml", "cpu", parallel=2, force=False, time_limit=1)
+    assert time.time() - t0 < 20
+    out = capsys.readouterr().out
+    assert out.count("stopped at the time limit") == 2 and "1 not started" in out
