@@ -339,6 +339,25 @@ def markdown_table(agg: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(agg: list[dict[str, Any]]) -> str:
+    """One line per variant: mean Dice (± sd over seeds) per direction and protocol, and the costs."""
+    cell = {(r["variant"], r["direction"], r["protocol"]): r for r in agg}
+    directions = sorted({r["direction"] for r in agg}, reverse=True)  # MR->CT first, as published
+    cols = [(d, p) for d in directions for p in ("organ_slices", "volume")]
+    head = " | ".join(f"{d} {'organ slices' if p == 'organ_slices' else 'volume'}" for d, p in cols)
+    lines = [f"| variant | seeds | {head} | params train | params infer | train min (per run) |",
+             "|---|---|" + "---|" * len(cols) + "---|---|---|"]
+    for variant in dict.fromkeys(r["variant"] for r in agg):
+        rs = [cell.get((variant, d, p)) for d, p in cols]
+        any_r = next(r for r in rs if r)
+        dice = " | ".join("-" if r is None else _fmt(r["dice_mean"]) + (f" ± {r['dice_sd']:.1f}" if r["dice_sd"] is not None else "")
+                          for r in rs)
+        walls = [r["wall_s"] / 60 for r in rs if r and r["wall_s"]]
+        lines.append(f"| {variant} | {any_r['seeds']} | {dice} | {_count(any_r.get('params_train'))} | "
+                     f"{_count(any_r['params'])} | {_fmt(max(walls) if walls else None)} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_cost_vs_dice(agg: list[dict[str, Any]], path: Path, protocol: str = "organ_slices") -> None:
     """Training cost against mean Dice: one point per method and direction (error bar: sd over seeds)."""
     import matplotlib
@@ -478,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  evaluated {job.direction.name} {job.variant} seed {job.seed}", flush=True)
     agg = aggregate(rows)
     command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = markdown_table(agg)
+    table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg)
     trained_on = sorted({r["device"] for r in rows})
     header = (
         f"Command: `{command}`\n\nRuns trained on: {'; '.join(trained_on)}. Evaluated on: "

@@ -55,6 +55,8 @@ def test_aggregate_table_and_plot(abdomen, tmp_path: Path) -> None:
     table = abdomen.markdown_table(agg)
     assert "| lmisa | 2 | 20 | 75.0 ± 5.0 |" in table and "| source_only | 1 | 20 | 50.0 |" in table
     assert "| 2.00 | 12 | 10 | 5 | 1.0 |" in table  # ASSD mm, params in training and at inference, MB, min
+    summary = abdomen.summary_table(agg)
+    assert "| lmisa | 2 | - | 75.0 ± 5.0 | 12 | 10 | 1.0 |" in summary  # CT->MR: organ slices absent, volume
     abdomen.plot_cost_vs_dice(agg, tmp_path / "cost.png", protocol="volume")
     assert (tmp_path / "cost.png").stat().st_size > 1000
 
