@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -18,6 +21,26 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ABDOMEN = Path(os.environ.get("LMISA_ABDOMEN", REPO_ROOT.parent / "shared" / "data" / "abdomen"))
 LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks and tensors: one thread is as fast, and on a loaded 2-core machine two threads were
+    5-10x slower (spin-waiting). Use it as ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module: the scripts are not a package (registered in sys.modules,
+    which their dataclasses need)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def abdomen_path() -> Path:

@@ -34,13 +34,7 @@ SMALL = PhantomConfig(shape_yx=(64, 64), spacing_yx_mm=5.25)
 ORGANS = (1, 2, 3, 4)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is as fast, and on a loaded 2-core machine 2 threads were ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
-def abdomen():
-    spec = importlib.util.spec_from_file_location("bench_abdomen", REPO / "benchmarks" / "abdomen.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_abdomen"] = module
-    spec.loader.exec_module(module)
-    return module
+def abdomen() -> ModuleType:
+    return load_benchmark("abdomen")
 
 
 def test_split_is_by_case_disjoint_and_stable(abdomen, nnunet_factory, tmp_path: Path) -> None:

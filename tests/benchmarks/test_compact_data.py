@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from lmisa.io import read_image, read_label
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def compact():
-    spec = importlib.util.spec_from_file_location("bench_compact", REPO / "benchmarks" / "compact_data.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_compact"] = module
-    spec.loader.exec_module(module)
-    return module
+def compact() -> ModuleType:
+    return load_benchmark("compact_data")
 
 
 def test_test_sets_round_trip_losslessly(compact, nnunet_factory, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
 STEPS = 5
@@ -40,12 +39,9 @@ def fixed_batch_and_recorder(monkeypatch, cls) -> list[tuple[int, dict[str, floa
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one thread is ~10x faster than two on a busy 2-core machine (no spin-waiting)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
+    """conftest's one_torch_thread for every test of a module that imports this fixture."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
