@@ -1,4 +1,4 @@
-"""Batched augmentation on the device: random in-plane affine, gamma, noise; then z-scoring.
+"""Batched augmentation on the device: random in-plane affine, gamma, intensity curve, shading, noise; z-scoring.
 
 MONAI's RandAffine draws and warps one sample at a time on the host; the same transform for a whole
 batch as one ``affine_grid`` + ``grid_sample`` keeps the GPU fed with no loader. There is no flip:
@@ -56,9 +56,56 @@ def augment_batch(
         y = y[:, 0].long()
     gamma = _uniform(n, cfg.gamma[0], cfg.gamma[1], g, device).view(n, *([1] * (x.ndim - 1)))
     x = x.clamp_min(0).pow(gamma)
+    # Pixels at 0 (air, the padding, an MR's masked background; below one 8-bit step, which the warp's
+    # interpolation leaves) stay flat through the shading, the curve and the per-image noise below:
+    # in MLNGM a flat region is 0, noise there a texture.
+    inside = x > FLAT_LEVEL
+    if cfg.bias_field > 0 or cfg.remap_prob > 0 or cfg.noise_max > 0:
+        x = x * inside
+    if cfg.bias_field > 0:
+        x = random_bias_field(x, cfg.bias_field, g)
+    if cfg.remap_prob > 0:
+        x = random_intensity_curve(x, cfg.remap_prob, g)
     if cfg.noise_std > 0:
         x = x + cfg.noise_std * torch.randn(x.shape, generator=g, device=device)
+    if cfg.noise_max > 0:
+        std = _uniform(n, 0.0, cfg.noise_max, g, device).view(n, *([1] * (x.ndim - 1)))
+        x = x + std * torch.randn(x.shape, generator=g, device=device) * inside
     return x, y
+
+
+FLAT_LEVEL = 1e-3  # intensities (in [0, 1]) at or below this count as the flat outside
+CURVE_KNOTS = 6  # control points of the random intensity curve, evenly spaced over [0, 1]
+
+
+def random_intensity_curve(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    """Send each image (in [0, 1]) through its own random piecewise-linear curve with probability ``prob``.
+
+    The curve's values at the knots are uniform in [0, 1], so it is neither monotone nor
+    polarity-preserving: tissues that one modality draws apart may meet, and the other way round.
+    That changes which organ boundaries carry a gradient, the modality difference that MLNGM
+    (a gradient magnitude, blind to a global rescaling or inversion) cannot remove by itself.
+    """
+    n, device = x.shape[0], x.device
+    values = torch.rand(n, CURVE_KNOTS, generator=g, device=device)
+    pos = x.clamp(0, 1).flatten(1) * (CURVE_KNOTS - 1)
+    lo = pos.floor().clamp_max(CURVE_KNOTS - 2)
+    frac = pos - lo
+    lo = lo.long()
+    curved = torch.gather(values, 1, lo) * (1 - frac) + torch.gather(values, 1, lo + 1) * frac
+    use = torch.rand(n, 1, generator=g, device=device) < prob
+    return torch.where(use, curved, x.flatten(1)).view_as(x)
+
+
+def random_bias_field(x: torch.Tensor, amplitude: float, g: torch.Generator) -> torch.Tensor:
+    """Multiply each image by ``exp(a * f)``: ``f`` a smooth random field (a 4 x 4 grid of N(0, 1)
+    values, upsampled), ``a`` uniform in [0, amplitude]. Receive-coil shading, as in MR."""
+    n, device = x.shape[0], x.device
+    coarse = torch.randn(n, 1, *([4] * (x.ndim - 2)), generator=g, device=device)
+    mode = "bicubic" if x.ndim == 4 else "trilinear"
+    field = F.interpolate(coarse, size=x.shape[2:], mode=mode, align_corners=True)
+    a = _uniform(n, 0.0, amplitude, g, device).view(n, *([1] * (x.ndim - 1)))
+    return x * torch.exp(a * field)
 
 
 def standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

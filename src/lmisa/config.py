@@ -79,6 +79,13 @@ class AugmentConfig:
     shift: float = 0.08  # fraction of the size
     gamma: tuple[float, float] = (0.7, 1.5)
     noise_std: float = 0.05
+    # Appearance augmentation of the intensities, so that the source shows the network edges as
+    # another modality would draw them. With MLNGM input it needs the intensities: ``before_mlngm``
+    # caches normalised intensities and computes MLNGM per batch, after every augmentation (2D only).
+    before_mlngm: bool = False
+    remap_prob: float = 0.0  # share of images sent through a random non-monotone intensity curve
+    bias_field: float = 0.0  # log-amplitude of a smooth random multiplicative field (MR-like shading)
+    noise_max: float = 0.0  # per-image Gaussian noise, std drawn uniformly from [0, noise_max]
 
 
 @dataclass

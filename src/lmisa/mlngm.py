@@ -74,7 +74,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mlngm", "mlngm_volume"]
+__all__ = ["mlngm", "mlngm_channels", "mlngm_volume"]
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -537,3 +537,18 @@ def mlngm_volume(
         part = mlngm(src[i : i + chunk].to(device, non_blocking=True), levels=levels, dims=2)
         out[i : i + chunk] = part.cpu().numpy()
     return out
+
+
+def mlngm_channels(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """2D MLNGM of every channel of a float ``(B, C, H, W)`` batch, each on its own (float32).
+
+    For computing the representation inside a training step (after augmenting intensities): no
+    NaN/Inf check, so no host synchronisation on CUDA; the caller feeds finite augmented images.
+    Equal to ``mlngm(x.reshape(B * C, 1, H, W), levels).reshape(x.shape)`` on finite input.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"mlngm_channels expects (B, C, H, W), got shape {tuple(x.shape)}")
+    flat = x.reshape(-1, 1, *x.shape[2:]).float()
+    with torch.no_grad(), _cpu_threads(flat.device):
+        out = _mlngm_batch(flat, int(levels), 2, False)
+    return out.reshape(x.shape)

@@ -6,6 +6,7 @@ listed, read or cached) unless the variant is ``supervised``, the upper bound th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -61,6 +62,21 @@ def make_plans(cfg: Config, source: Domain) -> Plans:
     )
 
 
+def online_mlngm(cfg: Config) -> bool:
+    """True when the cache holds intensities and the trainer computes MLNGM per batch (after augmenting)."""
+    return cfg.augment.before_mlngm and cfg.data.input == "mlngm"
+
+
+def check_augment(cfg: Config) -> None:
+    """Intensity-curve and shading augmentation need intensities, not a cached MLNGM map."""
+    aug = cfg.augment
+    if online_mlngm(cfg) and cfg.train.dims != 2:
+        raise LmisaError("augment.before_mlngm: only for 2D training (train.dims: 2)")
+    needs = [k for k in ("remap_prob", "bias_field") if getattr(aug, k) > 0]
+    if needs and cfg.data.input == "mlngm" and not aug.before_mlngm:
+        raise LmisaError(f"augment.{needs[0]} changes intensities: with MLNGM input set augment.before_mlngm: true")
+
+
 def make_split(cfg: Config, source: Domain, target: Domain | None) -> dict[str, list[str]]:
     names = [c.name for c in source.cases("train")]
     parts = split_cases(names, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed)
@@ -107,17 +123,22 @@ def prepare_training_data(
         unlabelled = Domain.open(target_path)
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
+    check_augment(cfg)
     plans = make_plans(cfg, labelled)
     split = split or make_split(cfg, labelled, unlabelled)
     cache_root = default_cache_root(cfg.data.cache_dir)
+    # the run's plans (saved for prediction) keep "mlngm"; only the training cache holds intensities
+    cache_plans = dataclasses.replace(plans, input="raw") if online_mlngm(cfg) else plans
     src_files = _cache_domain(
-        labelled, split["source_train"] + split["source_val"], plans, True, cache_root, progress, "labelled cases"
+        labelled, split["source_train"] + split["source_val"], cache_plans, True, cache_root, progress, "labelled cases"
     )
     source_train = load_slices(src_files, split["source_train"], with_labels=True)
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
     target_train = None
     if unlabelled is not None and split.get("target_train"):
-        tgt_files = _cache_domain(unlabelled, split["target_train"], plans, False, cache_root, progress, "target images")
+        tgt_files = _cache_domain(
+            unlabelled, split["target_train"], cache_plans, False, cache_root, progress, "target images"
+        )
         target_train = load_slices(tgt_files, split["target_train"], with_labels=False)
     if log:
         log.info(
@@ -130,4 +151,4 @@ def prepare_training_data(
     return TrainingData(plans, split, source_train, source_val, target_train)
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "Case"]

@@ -36,11 +36,12 @@ from lmisa.losses import (
     segmentation_loss,
     to_critic_input,
 )
+from lmisa.mlngm import mlngm_channels
 from lmisa.nets import build_critic, count_parameters
 from lmisa.sampling import SliceSampler
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
-from lmisa.training.data import TrainingData
+from lmisa.training.data import TrainingData, online_mlngm
 from lmisa.training.plot import plot_progress
 
 
@@ -101,6 +102,7 @@ class Trainer:
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
+        self.online_mlngm = online_mlngm(cfg)
 
         torch.manual_seed(cfg.train.seed)
         rank = distributed.rank if distributed is not None else 0
@@ -189,15 +191,21 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input from cached slices: MLNGM per channel when the cache holds intensities, z-scored."""
+        if self.online_mlngm:
+            x = mlngm_channels(x, self.cfg.data.mlngm_levels)
+        return standardise(x)
+
     def sample_batch(self) -> dict[str, torch.Tensor]:
         aug, g = self.cfg.augment, self.generator
         xs, ys = self.source_sampler.sample()
         xs, ys = augment_batch(xs, ys, aug, g)
-        batch = {"xs": standardise(xs), "ys": ys}
+        batch = {"xs": self.represent(xs), "ys": ys}
         if self.target_sampler is not None:
             xt, _ = self.target_sampler.sample()
             xt, _ = augment_batch(xt, None, aug, g)
-            batch["xt"] = standardise(xt)
+            batch["xt"] = self.represent(xt)
         if self.real_sampler is not None:
             xr, yr = self.real_sampler.sample()
             batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
@@ -272,7 +280,7 @@ class Trainer:
         for start in range(0, len(self.val_index), bs):
             idx = self.val_index[start : start + bs]
             x, y = self.source_sampler.gather(idx, self.val_slices, random_window=False)
-            x = standardise(x)
+            x = self.represent(x)
             with self.autocast():
                 seg, rec = self.net(x)
             seg, rec = seg.float(), rec.float()
