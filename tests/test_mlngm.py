@@ -389,3 +389,13 @@ def test_real_ct_and_mr_slices(abdomen):
                     raw, 65, mode="nearest")
                 assert flat.sum() > 1000
                 assert (m[flat] == 0).all()
+
+
+def test_mlngm_channels_is_mlngm_of_every_channel_on_its_own() -> None:
+    from lmisa.mlngm import mlngm_channels
+
+    x = torch.rand(3, 2, 20, 24)
+    expected = mlngm(x.reshape(6, 1, 20, 24), levels=3).reshape(x.shape)
+    torch.testing.assert_close(mlngm_channels(x, levels=3), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        mlngm_channels(x[0])

@@ -1,0 +1,77 @@
+"""From data set folders to slices: the intensity cache that on-the-fly MLNGM (augment.before_mlngm) needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmisa.augment import standardise
+from lmisa.config import Config
+from lmisa.errors import LmisaError
+from lmisa.mlngm import mlngm_channels
+from lmisa.training import train
+from lmisa.training.data import check_augment, prepare_training_data
+from lmisa.training.trainer import Trainer
+
+LABELS = {"background": 0, "liver": 1, "spleen": 2}
+DATA = {"size": [24, 24], "spacing": [1.5, 1.5]}
+APPEARANCE = {"before_mlngm": True, "remap_prob": 0.5, "bias_field": 0.3, "noise_max": 0.05, "noise_std": 0.0}
+
+
+@pytest.fixture
+def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    src = nnunet_factory("src", n_cases=3, shape=(4, 20, 20), labels=LABELS, seed=0)
+    tgt = nnunet_factory("tgt", n_cases=2, shape=(3, 20, 20), labels=LABELS, seed=1)
+    return src, tgt
+
+
+def _cfg(**sections) -> Config:
+    return Config.from_dict({"data": DATA, **sections})
+
+
+def test_before_mlngm_caches_the_intensities_and_keeps_mlngm_plans(domains) -> None:
+    src, tgt = domains
+    online = prepare_training_data(_cfg(augment=APPEARANCE), src, tgt, progress=False)
+    raw = prepare_training_data(_cfg(data={**DATA, "input": "raw"}), src, tgt, progress=False)
+    assert online.plans.input == "mlngm"  # what prediction will compute
+    torch.testing.assert_close(online.source_train.inputs, raw.source_train.inputs)
+    torch.testing.assert_close(online.target_train.inputs, raw.target_train.inputs)
+
+
+def test_trainer_computes_mlngm_per_batch_only_when_the_cache_holds_intensities(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    x = torch.rand(2, 1, 24, 24)
+    for augment, expected in ((APPEARANCE, standardise(mlngm_channels(x))), ({}, standardise(x))):
+        cfg = _cfg(augment=augment, train={"batch_size": 2})
+        trainer = Trainer(cfg, prepare_training_data(cfg, src, tgt, progress=False), tmp_path / "t", progress=False)
+        torch.testing.assert_close(trainer.represent(x), expected)
+
+
+def test_a_run_with_before_mlngm_trains_and_predicts_from_mlngm_plans(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    overrides = {"data": DATA, "augment": APPEARANCE,
+                 "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 2}}
+    run = train(src, tgt, out=tmp_path / "run", overrides=overrides, progress=False)
+    assert json.loads((run / "plans.json").read_text())["input"] == "mlngm"
+    assert (run / "DONE").exists()
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"augment": {"remap_prob": 0.5}}, "before_mlngm"),
+        ({"augment": {"bias_field": 0.2}}, "before_mlngm"),
+        ({"augment": {"before_mlngm": True}, "train": {"dims": 3}}, "2D"),
+    ],
+)
+def test_appearance_options_that_cannot_work_are_refused(sections, message) -> None:
+    with pytest.raises(LmisaError, match=message):
+        check_augment(_cfg(**sections))
+
+
+def test_appearance_options_on_raw_input_need_no_mlngm_switch() -> None:
+    check_augment(_cfg(data={**DATA, "input": "raw"}, augment={"remap_prob": 0.5, "bias_field": 0.2}))
