@@ -43,3 +43,11 @@ def test_variants_switch_terms() -> None:
     assert [v for v in VARIANTS if apply_variant(Config(), v).reads_target_labels] == ["supervised"]
     with pytest.raises(LmisaError, match="unknown variant"):
         apply_variant(Config(), "nope")
+
+
+@pytest.mark.parametrize("variant", ["lmisa_paper", "sifa", "cyclegan_seg", "adaoutput"])
+def test_paper_and_peer_variants_train_without_the_appearance_options(variant: str) -> None:
+    cfg = Config.from_dict({"augment": {"before_mlngm": True, "remap_prob": 0.5, "bias_field": 0.3, "noise_max": 0.1}})
+    aug = apply_variant(cfg, variant).augment
+    assert (aug.before_mlngm, aug.remap_prob, aug.bias_field, aug.noise_max) == (False, 0.0, 0.0, 0.0)
+    assert apply_variant(cfg, "no_shape").augment == cfg.augment  # the ablations keep them

@@ -200,13 +200,20 @@ def apply_variant(cfg: Config, variant: str) -> Config:
         cfg.model.recon_from = "decoder"  # no separate reconstruction decoder to carry along
         if variant in PEER_VARIANTS:
             cfg.data.input = "raw"  # the published peers adapt raw intensities, not MLNGM
+            cfg.augment = _without_appearance(cfg.augment)  # ... and translate images as they are
     elif variant == "lmisa_paper":
         cfg.loss = LossConfig(seg="ce", w_seg=40.0, w_recon=40.0, w_adv=1.0, gp_weight=10.0, adv_warmup=0.0,
                               adv_ramp=0.0, real_uniform=False)
         cfg.model = ModelConfig(norm="none", recon_from="decoder")
         cfg.data.context_slices = 0
         cfg.post.largest_component = False
+        cfg.augment = _without_appearance(cfg.augment)
     return cfg
+
+
+def _without_appearance(aug: AugmentConfig) -> AugmentConfig:
+    """``aug`` with the appearance options (intensity curve, shading, per-image noise) off."""
+    return dataclasses.replace(aug, before_mlngm=False, remap_prob=0.0, bias_field=0.0, noise_max=0.0)
 
 
 def _to_plain(value: Any) -> Any:
