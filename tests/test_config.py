@@ -50,4 +50,8 @@ def test_paper_and_peer_variants_train_without_the_appearance_options(variant: s
     cfg = Config.from_dict({"augment": {"before_mlngm": True, "remap_prob": 0.5, "bias_field": 0.3, "noise_max": 0.1}})
     aug = apply_variant(cfg, variant).augment
     assert (aug.before_mlngm, aug.remap_prob, aug.bias_field, aug.noise_max) == (False, 0.0, 0.0, 0.0)
+    assert aug.noise_std == 0.1  # the per-image noise becomes fixed noise of the same size
+    # with the defaults: the augmentation these rows were measured with before the appearance options
+    plain = apply_variant(Config(), variant).augment
+    assert (plain.before_mlngm, plain.remap_prob, plain.noise_max, plain.noise_std) == (False, 0.0, 0.0, 0.05)
     assert apply_variant(cfg, "no_shape").augment == cfg.augment  # the ablations keep them

@@ -19,6 +19,7 @@ from lmisa.training.trainer import Trainer
 LABELS = {"background": 0, "liver": 1, "spleen": 2}
 DATA = {"size": [24, 24], "spacing": [1.5, 1.5]}
 APPEARANCE = {"before_mlngm": True, "remap_prob": 0.5, "bias_field": 0.3, "noise_max": 0.05, "noise_std": 0.0}
+PLAIN = {"before_mlngm": False, "remap_prob": 0.0, "bias_field": 0.0, "noise_max": 0.0, "noise_std": 0.05}
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_before_mlngm_caches_the_intensities_and_keeps_mlngm_plans(domains) -> N
 def test_trainer_computes_mlngm_per_batch_only_when_the_cache_holds_intensities(domains, tmp_path: Path) -> None:
     src, tgt = domains
     x = torch.rand(2, 1, 24, 24)
-    for augment, expected in ((APPEARANCE, standardise(mlngm_channels(x))), ({}, standardise(x))):
+    for augment, expected in ((APPEARANCE, standardise(mlngm_channels(x))), (PLAIN, standardise(x))):
         cfg = _cfg(augment=augment, train={"batch_size": 2})
         trainer = Trainer(cfg, prepare_training_data(cfg, src, tgt, progress=False), tmp_path / "t", progress=False)
         torch.testing.assert_close(trainer.represent(x), expected)
@@ -63,8 +64,8 @@ def test_a_run_with_before_mlngm_trains_and_predicts_from_mlngm_plans(domains, t
 @pytest.mark.parametrize(
     "sections, message",
     [
-        ({"augment": {"remap_prob": 0.5}}, "before_mlngm"),
-        ({"augment": {"bias_field": 0.2}}, "before_mlngm"),
+        ({"augment": {**PLAIN, "remap_prob": 0.5}}, "before_mlngm"),
+        ({"augment": {**PLAIN, "bias_field": 0.2}}, "before_mlngm"),
         ({"augment": {"before_mlngm": True}, "train": {"dims": 3}}, "2D"),
     ],
 )
