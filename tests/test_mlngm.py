@@ -397,5 +397,7 @@ def test_mlngm_channels_is_mlngm_of_every_channel_on_its_own() -> None:
     x = torch.rand(3, 2, 20, 24)
     expected = mlngm(x.reshape(6, 1, 20, 24), levels=3).reshape(x.shape)
     torch.testing.assert_close(mlngm_channels(x, levels=3), expected, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="B, C, H, W"):
+    v = torch.rand(2, 1, 6, 16, 16)
+    torch.testing.assert_close(mlngm_channels(v, levels=2, dims=3), mlngm(v, levels=2, dims=3), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="B, C"):
         mlngm_channels(x[0])

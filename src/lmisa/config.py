@@ -81,7 +81,7 @@ class AugmentConfig:
     noise_std: float = 0.0  # fixed-std noise on every image (0.05 before the appearance options)
     # Appearance augmentation of the intensities, so that the source shows the network edges as
     # another modality would draw them. With MLNGM input it needs the intensities: ``before_mlngm``
-    # caches normalised intensities and computes MLNGM per batch, after every augmentation (2D only).
+    # caches normalised intensities and computes MLNGM per batch (2D or 3D), after every augmentation.
     # Values fixed a priori, adopted by a rule written down before any real-data result (RESULTS.md).
     before_mlngm: bool = True
     remap_prob: float = 0.5  # share of images sent through a random non-monotone intensity curve

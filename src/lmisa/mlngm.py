@@ -539,16 +539,17 @@ def mlngm_volume(
     return out
 
 
-def mlngm_channels(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
-    """2D MLNGM of every channel of a float ``(B, C, H, W)`` batch, each on its own (float32).
+def mlngm_channels(x: torch.Tensor, levels: int = 4, dims: int = 2) -> torch.Tensor:
+    """MLNGM of every channel of a float batch, each on its own (float32): ``(B, C, H, W)`` with
+    ``dims=2``, ``(B, C, D, H, W)`` with ``dims=3`` (3D Sobel, in-plane window, as the 3D cache).
 
     For computing the representation inside a training step (after augmenting intensities): no
     NaN/Inf check, so no host synchronisation on CUDA; the caller feeds finite augmented images.
-    Equal to ``mlngm(x.reshape(B * C, 1, H, W), levels).reshape(x.shape)`` on finite input.
+    Equal to ``mlngm`` of every ``(1, *spatial)`` channel on finite input.
     """
-    if x.ndim != 4:
-        raise ValueError(f"mlngm_channels expects (B, C, H, W), got shape {tuple(x.shape)}")
+    if dims not in (2, 3) or x.ndim != dims + 2:
+        raise ValueError(f"mlngm_channels expects (B, C, *{dims} spatial axes), got shape {tuple(x.shape)}")
     flat = x.reshape(-1, 1, *x.shape[2:]).float()
     with torch.no_grad(), _cpu_threads(flat.device):
-        out = _mlngm_batch(flat, int(levels), 2, False)
+        out = _mlngm_batch(flat, int(levels), dims, False)
     return out.reshape(x.shape)

@@ -66,7 +66,6 @@ def test_a_run_with_before_mlngm_trains_and_predicts_from_mlngm_plans(domains, t
     [
         ({"augment": {**PLAIN, "remap_prob": 0.5}}, "before_mlngm"),
         ({"augment": {**PLAIN, "bias_field": 0.2}}, "before_mlngm"),
-        ({"augment": {"before_mlngm": True}, "train": {"dims": 3}}, "2D"),
     ],
 )
 def test_appearance_options_that_cannot_work_are_refused(sections, message) -> None:

@@ -70,8 +70,6 @@ def online_mlngm(cfg: Config) -> bool:
 def check_augment(cfg: Config) -> None:
     """Intensity-curve and shading augmentation need intensities, not a cached MLNGM map."""
     aug = cfg.augment
-    if online_mlngm(cfg) and cfg.train.dims != 2:
-        raise LmisaError("augment.before_mlngm: only for 2D training (train.dims: 2)")
     needs = [k for k in ("remap_prob", "bias_field") if getattr(aug, k) > 0]
     if needs and cfg.data.input == "mlngm" and not aug.before_mlngm:
         raise LmisaError(f"augment.{needs[0]} changes intensities: with MLNGM input set augment.before_mlngm: true")

@@ -194,7 +194,7 @@ class Trainer:
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         """Network input from cached slices: MLNGM per channel when the cache holds intensities, z-scored."""
         if self.online_mlngm:
-            x = mlngm_channels(x, self.cfg.data.mlngm_levels)
+            x = mlngm_channels(x, self.cfg.data.mlngm_levels, dims=self.cfg.train.dims)
         return standardise(x)
 
     def sample_batch(self) -> dict[str, torch.Tensor]:
