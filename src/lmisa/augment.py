@@ -59,8 +59,8 @@ def augment_batch(
     # Pixels at 0 (air, the padding, an MR's masked background; below one 8-bit step, which the warp's
     # interpolation leaves) stay flat through the shading, the curve and the per-image noise below:
     # in MLNGM a flat region is 0, noise there a texture.
-    inside = x > FLAT_LEVEL
     if cfg.bias_field > 0 or cfg.remap_prob > 0 or cfg.noise_max > 0:
+        inside = x > FLAT_LEVEL
         x = x * inside
     if cfg.bias_field > 0:
         x = random_bias_field(x, cfg.bias_field, g)

@@ -445,7 +445,7 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def mlngm(x: ArrayT, levels: int = 4, dims: int = 2, window3d: bool = False) -> ArrayT:
+def mlngm(x: ArrayT, levels: int = 4, dims: int = 2, window3d: bool = False, check_finite: bool = True) -> ArrayT:
     """Multi-resolution locally normalised gradient magnitude of an image, volume or batch.
 
     Args:
@@ -457,6 +457,8 @@ def mlngm(x: ArrayT, levels: int = 4, dims: int = 2, window3d: bool = False) -> 
         dims: 2 for the 2D definition, 3 for the 3D one.
         window3d: 3D only: local normalisation in a full 3x3x3 window instead of the in-plane
             1x3x3 window of the authors' code.
+        check_finite: raise on NaN/Inf input. Off, nothing waits for the GPU (for inputs that are
+            finite by construction, inside a training step).
 
     Returns:
         The map in [0, 1] with the shape of ``x`` and its container type: numpy in, numpy out;
@@ -482,7 +484,7 @@ def mlngm(x: ArrayT, levels: int = 4, dims: int = 2, window3d: bool = False) -> 
     dtype = _compute_dtype(xb)
     check_late = xb.is_cuda  # keep the queue going on CUDA: one sync at the end
     with torch.no_grad(), _cpu_threads(xb.device):
-        if xb.is_floating_point():
+        if check_finite and xb.is_floating_point():
             finite = torch.isfinite(xb).all()
             if not check_late and not bool(finite):
                 raise ValueError("mlngm: the input contains NaN or Inf values")
@@ -540,16 +542,14 @@ def mlngm_volume(
 
 
 def mlngm_channels(x: torch.Tensor, levels: int = 4, dims: int = 2) -> torch.Tensor:
-    """MLNGM of every channel of a float batch, each on its own (float32): ``(B, C, H, W)`` with
-    ``dims=2``, ``(B, C, D, H, W)`` with ``dims=3`` (3D Sobel, in-plane window, as the 3D cache).
+    """MLNGM of every channel of a float batch, each on its own: ``(B, C, H, W)`` with ``dims=2``,
+    ``(B, C, D, H, W)`` with ``dims=3`` (3D Sobel, in-plane window, as the 3D cache).
 
-    For computing the representation inside a training step (after augmenting intensities): no
-    NaN/Inf check, so no host synchronisation on CUDA; the caller feeds finite augmented images.
-    Equal to ``mlngm`` of every ``(1, *spatial)`` channel on finite input.
+    For computing the representation inside a training step (after augmenting intensities):
+    :func:`mlngm` without its NaN/Inf check, so no host synchronisation on CUDA; the caller feeds
+    finite augmented images.
     """
     if dims not in (2, 3) or x.ndim != dims + 2:
         raise ValueError(f"mlngm_channels expects (B, C, *{dims} spatial axes), got shape {tuple(x.shape)}")
-    flat = x.reshape(-1, 1, *x.shape[2:]).float()
-    with torch.no_grad(), _cpu_threads(flat.device):
-        out = _mlngm_batch(flat, int(levels), dims, False)
-    return out.reshape(x.shape)
+    flat = x.reshape(-1, 1, *x.shape[2:])
+    return mlngm(flat, levels=levels, dims=dims, check_finite=False).reshape(x.shape)

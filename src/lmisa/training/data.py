@@ -6,10 +6,9 @@ listed, read or cached) unless the variant is ``supervised``, the upper bound th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lmisa.config import Config
@@ -126,7 +125,7 @@ def prepare_training_data(
     split = split or make_split(cfg, labelled, unlabelled)
     cache_root = default_cache_root(cfg.data.cache_dir)
     # the run's plans (saved for prediction) keep "mlngm"; only the training cache holds intensities
-    cache_plans = dataclasses.replace(plans, input="raw") if online_mlngm(cfg) else plans
+    cache_plans = replace(plans, input="raw") if online_mlngm(cfg) else plans
     src_files = _cache_domain(
         labelled, split["source_train"] + split["source_val"], cache_plans, True, cache_root, progress, "labelled cases"
     )
