@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lmisa.config import Config, VARIANTS, apply_variant
+from lmisa.config import PAPER_LR, VARIANTS, Config, apply_variant
 from lmisa.errors import LmisaError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -55,3 +55,10 @@ def test_paper_and_peer_variants_train_without_the_appearance_options(variant: s
     plain = apply_variant(Config(), variant).augment
     assert (plain.before_mlngm, plain.remap_prob, plain.noise_max, plain.noise_std) == (False, 0.0, 0.0, 0.05)
     assert apply_variant(cfg, "no_shape").augment == cfg.augment  # the ablations keep them
+
+
+def test_paper_variant_keeps_the_papers_learning_rate() -> None:
+    cfg = Config.from_dict({"train": {"lr": 0.01, "critic_lr": 0.01}})
+    paper = apply_variant(cfg, "lmisa_paper").train
+    assert (paper.lr, paper.critic_lr) == (PAPER_LR, PAPER_LR)
+    assert apply_variant(cfg, "lmisa").train.lr == 0.01  # every other variant takes the configured rate
