@@ -505,9 +505,11 @@ def main(argv: list[str] | None = None) -> None:
         f"Settings: `{json.dumps(settings)}`; seeds {seeds}. Epochs: epochs trained of the schedule "
         f"(a run cut short is evaluated at its best checkpoint).\n"
     )
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    (out / "results.md").write_text(header + table + "\n" + published_table())
-    plot_cost_vs_dice(agg, out / "cost_vs_dice.png")
+    # another test set gets its own files: the table of the default test cases stays
+    suffix = f"_{args.test_target.name}" if args.test_target else ""
+    (out / f"results{suffix}.json").write_text(json.dumps(rows, indent=2))
+    (out / f"results{suffix}.md").write_text(header + table + "\n" + published_table())
+    plot_cost_vs_dice(agg, out / f"cost_vs_dice{suffix}.png")
     for d in directions:
         test_target = args.test_target or d.test_target
         done = [j for j in jobs if j.direction == d and j.seed == seeds[0] and (j.run_dir / "checkpoints" / "best.pt").exists()]
@@ -519,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         (REPO / "docs").mkdir(exist_ok=True)
         (REPO / "docs" / "abdomen_results.json").write_text(json.dumps(rows, indent=2))
         (REPO / "docs" / "abdomen_table.md").write_text(header + table + "\n" + published_table())
-        shutil.copyfile(out / "cost_vs_dice.png", REPO / "docs" / "cost_vs_dice.png")
+        shutil.copyfile(out / f"cost_vs_dice{suffix}.png", REPO / "docs" / "cost_vs_dice.png")
         print("wrote docs/abdomen_results.json, docs/abdomen_table.md and docs/cost_vs_dice.png")
 
 
