@@ -100,6 +100,7 @@ class TrainConfig:
     critic_lr: float = 2e-3
     lr_decay: float = 0.8
     lr_decay_every: int = 10  # epochs
+    ema_decay: float = 0.0  # > 0: validate, select and predict with an exponential moving average of the weights
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU

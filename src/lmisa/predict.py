@@ -142,7 +142,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     # the network the run's trainer built (a peer method may register its own segmenter)
     net = build_inference_net(config, 2 * plans.context_slices + 1, plans.num_classes)
     try:
-        net.load_state_dict(state["net"])
+        net.load_state_dict(state["ema"] if "ema" in state else state["net"])  # the weights validation chose
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise LmisaError(f"{path}: weights do not fit the network of its config ({first})") from None

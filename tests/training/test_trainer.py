@@ -143,3 +143,39 @@ def test_divergence_is_an_infinite_term_or_a_nan_total() -> None:
     assert Trainer._diverged({"seg": inf, "total": 1.0}) == ["seg"]
     assert Trainer._diverged({"seg": nan, "cycle": 0.3}) == []  # a peer's stage logs NaN for terms it skips
     assert Trainer._diverged({"seg": nan, "cycle": nan}) == ["seg", "cycle"]
+
+
+def test_weight_average_is_validated_saved_resumed_and_predicted_with(domains, tmp_path: Path, monkeypatch) -> None:
+    from lmisa.predict import load_run
+
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": dict(TINY["train"], ema_decay=0.9)}
+    straight = train(src, tgt, out=tmp_path / "straight", overrides=cfg, progress=False)
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=cfg)
+    resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
+    for name, tensor in a["ema"].items():  # the average resumes where it stopped
+        torch.testing.assert_close(tensor, b["ema"][name], rtol=0, atol=0, msg=name)
+    name = next(iter(a["net"]))
+    assert not torch.equal(a["ema"][name], a["net"][name])  # an average, not a copy
+    best = load_checkpoint(straight / "checkpoints" / "best.pt")
+    model = load_run(straight)
+    torch.testing.assert_close(model.net.state_dict()[name], best["ema"][name])  # prediction uses the average
+
+
+def test_weight_average_moves_towards_the_weights_by_one_minus_decay() -> None:
+    net = torch.nn.Linear(2, 1)
+    trainer = Trainer.__new__(Trainer)  # only what update_ema reads
+    trainer.net, trainer.cfg = net, type("C", (), {"train": type("T", (), {"ema_decay": 0.75})})()
+    trainer.ema = torch.nn.Linear(2, 1)
+    before = trainer.ema.weight.detach().clone()
+    trainer.update_ema()
+    torch.testing.assert_close(trainer.ema.weight, 0.75 * before + 0.25 * net.weight.detach())
+
+
+def test_weight_average_is_refused_for_a_peer(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": dict(TINY["train"], ema_decay=0.9)}
+    with pytest.raises(LmisaError, match="ema_decay"):
+        train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False, variant="adaoutput")
