@@ -92,6 +92,7 @@ def unpack_data(src: Path, root: Path) -> None:
 
 
 KEEP = ("config.yaml", "plans.json", "split.json", "log.csv", "train.log", "progress.png", "DONE", "hardware.txt")
+WEIGHTS = ("net", "ema")  # the weight dicts of a best checkpoint, sent as float16
 
 
 def pack_runs(runs: Path, out: Path, max_mb: float) -> None:
@@ -115,7 +116,9 @@ def pack_runs(runs: Path, out: Path, max_mb: float) -> None:
             if (run / name).exists():
                 blobs[name] = (run / name).read_bytes()
         state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
-        state["net"] = {k: v.half() if v.is_floating_point() else v for k, v in state["net"].items()}
+        for key in WEIGHTS:
+            if key in state:
+                state[key] = {k: v.half() if v.is_floating_point() else v for k, v in state[key].items()}
         buf = io.BytesIO()
         torch.save(state, buf)
         blobs["checkpoints/best.pt"] = buf.getvalue()
@@ -137,7 +140,9 @@ def unpack_runs(src: Path, runs: Path) -> None:
             tar.extractall(runs, filter="data")
     for best in runs.rglob("checkpoints/best.pt"):
         state = torch.load(best, map_location="cpu", weights_only=True)
-        state["net"] = {k: v.float() if v.is_floating_point() else v for k, v in state["net"].items()}
+        for key in WEIGHTS:
+            if key in state:
+                state[key] = {k: v.float() if v.is_floating_point() else v for k, v in state[key].items()}
         torch.save(state, best)
     print(f"unpacked runs into {runs}")
 
