@@ -179,3 +179,10 @@ def test_weight_average_is_refused_for_a_peer(domains, tmp_path: Path) -> None:
     cfg = {"data": TINY["data"], "train": dict(TINY["train"], ema_decay=0.9)}
     with pytest.raises(LmisaError, match="ema_decay"):
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False, variant="adaoutput")
+
+
+def test_weight_average_decay_out_of_range_is_one_clear_error(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": dict(TINY["train"], ema_decay=1.0)}
+    with pytest.raises(LmisaError, match=r"ema_decay must be in \[0, 1\)"):
+        train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)

@@ -142,10 +142,10 @@ class Trainer:
 
         self.ema = None
         decay = self.cfg.train.ema_decay
-        if decay <= 0:
+        if not 0 <= decay < 1:
+            raise LmisaError(f"train.ema_decay must be in [0, 1) (0: off), got {decay}")
+        if decay == 0:
             return
-        if not 0 < decay < 1:
-            raise LmisaError(f"train.ema_decay must be in [0, 1), got {decay}")
         if self.cfg.variant in PEER_VARIANTS:
             raise LmisaError(f"train.ema_decay: the peer variant {self.cfg.variant} has no weight average")
         self.ema = copy.deepcopy(self._bare(self.net)).requires_grad_(False)
