@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lmisa.config import Config
+from lmisa.config import PEER_VARIANTS, Config
 from lmisa.datasets import Case, Domain, check_domain, split_cases
 from lmisa.errors import LmisaError
 from lmisa.preprocess import (
@@ -64,6 +64,15 @@ def make_plans(cfg: Config, source: Domain) -> Plans:
 def online_mlngm(cfg: Config) -> bool:
     """True when the cache holds intensities and the trainer computes MLNGM per batch (after augmenting)."""
     return cfg.augment.before_mlngm and cfg.data.input == "mlngm"
+
+
+def check_weight_average(cfg: Config) -> None:
+    """``train.ema_decay`` in [0, 1) (0: off), and only for the LMISA variants: checked before any caching."""
+    decay = cfg.train.ema_decay
+    if not 0 <= decay < 1:
+        raise LmisaError(f"train.ema_decay must be in [0, 1) (0: off), got {decay}")
+    if decay > 0 and cfg.variant in PEER_VARIANTS:
+        raise LmisaError(f"train.ema_decay: the peer variant {cfg.variant} has no weight average")
 
 
 def check_augment(cfg: Config) -> None:
@@ -121,6 +130,7 @@ def prepare_training_data(
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
     check_augment(cfg)
+    check_weight_average(cfg)
     plans = make_plans(cfg, labelled)
     split = split or make_split(cfg, labelled, unlabelled)
     cache_root = default_cache_root(cfg.data.cache_dir)
@@ -148,4 +158,4 @@ def prepare_training_data(
     return TrainingData(plans, split, source_train, source_val, target_train)
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "Case"]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lmisa.augment import augment_batch, standardise
-from lmisa.config import PEER_VARIANTS, Config
+from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
 from lmisa.losses import (
@@ -41,7 +41,7 @@ from lmisa.nets import build_critic, count_parameters
 from lmisa.sampling import SliceSampler
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
-from lmisa.training.data import TrainingData, online_mlngm
+from lmisa.training.data import TrainingData, check_weight_average, online_mlngm
 from lmisa.training.plot import plot_progress
 
 
@@ -140,15 +140,10 @@ class Trainer:
         """
         import copy
 
+        check_weight_average(self.cfg)  # also here: a Trainer may be built from hand-made TrainingData
         self.ema = None
-        decay = self.cfg.train.ema_decay
-        if not 0 <= decay < 1:
-            raise LmisaError(f"train.ema_decay must be in [0, 1) (0: off), got {decay}")
-        if decay == 0:
-            return
-        if self.cfg.variant in PEER_VARIANTS:
-            raise LmisaError(f"train.ema_decay: the peer variant {self.cfg.variant} has no weight average")
-        self.ema = copy.deepcopy(self._bare(self.net)).requires_grad_(False)
+        if self.cfg.train.ema_decay > 0:
+            self.ema = copy.deepcopy(self._bare(self.net)).requires_grad_(False)
 
     @torch.no_grad()
     def update_ema(self) -> None:
