@@ -95,6 +95,13 @@ KEEP = ("config.yaml", "plans.json", "split.json", "log.csv", "train.log", "prog
 WEIGHTS = ("net", "ema")  # the weight dicts of a best checkpoint, sent as float16
 
 
+def _cast_weights(state: dict, dtype: torch.dtype) -> None:
+    """Cast the floating-point tensors of the checkpoint's weight dicts to ``dtype``, in place."""
+    for key in WEIGHTS:
+        if key in state:
+            state[key] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state[key].items()}
+
+
 def pack_runs(runs: Path, out: Path, max_mb: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     part, size, n = None, 0, 0
@@ -116,9 +123,7 @@ def pack_runs(runs: Path, out: Path, max_mb: float) -> None:
             if (run / name).exists():
                 blobs[name] = (run / name).read_bytes()
         state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
-        for key in WEIGHTS:
-            if key in state:
-                state[key] = {k: v.half() if v.is_floating_point() else v for k, v in state[key].items()}
+        _cast_weights(state, torch.float16)
         buf = io.BytesIO()
         torch.save(state, buf)
         blobs["checkpoints/best.pt"] = buf.getvalue()
@@ -140,9 +145,7 @@ def unpack_runs(src: Path, runs: Path) -> None:
             tar.extractall(runs, filter="data")
     for best in runs.rglob("checkpoints/best.pt"):
         state = torch.load(best, map_location="cpu", weights_only=True)
-        for key in WEIGHTS:
-            if key in state:
-                state[key] = {k: v.float() if v.is_floating_point() else v for k, v in state[key].items()}
+        _cast_weights(state, torch.float32)
         torch.save(state, best)
     print(f"unpacked runs into {runs}")
 
