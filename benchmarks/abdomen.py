@@ -182,7 +182,8 @@ def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: b
             job = todo.pop(0)
             cmd = job.command(config, device)
             if (job.run_dir / "checkpoints" / "latest.pt").exists():
-                cmd = [c for c in cmd if c not in ("--variant", job.variant)] + ["--resume"]
+                i = cmd.index("--variant")  # a resumed run takes its variant from its saved config
+                cmd = cmd[:i] + cmd[i + 2:] + ["--resume"]
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
             log = open(job.run_dir.parent / f"{job.run_dir.name}.stdout", "a")
             env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // parallel)))
@@ -252,6 +253,42 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
             "epochs": len(history),
         })
     return rows
+
+
+def evaluate_jobs(jobs: list[Job], test_target: Path | None, out: Path, device: str, force: bool,
+                  parallel: int = 1) -> list[dict[str, Any]]:
+    """Evaluate every job that has a checkpoint (on its direction's test target unless ``test_target``),
+    ``parallel`` at a time in separate processes (prediction on the device, scoring on the CPU)."""
+    ready = []
+    for job in jobs:
+        if not (job.run_dir / "checkpoints" / "best.pt").exists():
+            print(f"  skipping {job.run_dir}: no checkpoint")
+            continue
+        if not (job.run_dir / "DONE").exists():
+            print(f"  note: {job.run_dir} did not finish its schedule; evaluating its best checkpoint")
+        ready.append(job)
+    results: dict[int, list[dict[str, Any]]] = {}
+
+    def done(i: int, rows: list[dict[str, Any]]) -> None:
+        results[i] = rows
+        job = ready[i]
+        print(f"  evaluated {job.direction.name} {job.variant} seed {job.seed} ({len(results)}/{len(ready)})", flush=True)
+
+    if parallel <= 1 or len(ready) <= 1:
+        for i, job in enumerate(ready):
+            done(i, evaluate_job(job, test_target or job.direction.test_target, out, device, force))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: CUDA cannot be used in a forked child; one torch thread per worker
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // parallel)))
+        with ProcessPoolExecutor(min(parallel, len(ready)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(evaluate_job, job, test_target or job.direction.test_target, out, device, force): i
+                       for i, job in enumerate(ready)}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    return [row for i in sorted(results) for row in results[i]]
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
@@ -439,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phase", choices=("all", "train", "evaluate"), default="all")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "abdomen")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--parallel", type=int, default=1, help="runs trained at once (several fit on one GPU)")
+    ap.add_argument("--parallel", type=int, default=1, help="runs trained (and evaluated) at once (several fit on one GPU)")
     ap.add_argument("--variants", nargs="+", default=None)
     ap.add_argument("--seeds", nargs="+", type=int, default=None)
     ap.add_argument("--split-seed", type=int, default=0)
@@ -485,16 +522,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.phase == "train":
         print(f"training phase finished in {train_s / 60:.1f} min")
         return
-    rows = []
-    for job in jobs:
-        if not (job.run_dir / "checkpoints" / "best.pt").exists():
-            print(f"  skipping {job.run_dir}: no checkpoint")
-            continue
-        if not (job.run_dir / "DONE").exists():
-            print(f"  note: {job.run_dir} did not finish its schedule; evaluating its best checkpoint")
-        test_target = args.test_target or job.direction.test_target
-        rows += evaluate_job(job, test_target, out, device, args.force)
-        print(f"  evaluated {job.direction.name} {job.variant} seed {job.seed}", flush=True)
+    rows = evaluate_jobs(jobs, args.test_target, out, device, args.force, args.parallel)
     agg = aggregate(rows)
     command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg)

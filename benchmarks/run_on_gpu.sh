@@ -2,12 +2,18 @@
 # The GPU part of the abdomen benchmark, as run on a lent GPU machine (see docs/RESULTS.md):
 # unpack the compact data, train every run of the table in parallel on the one GPU (the train phase
 # stops after TRAIN_SECONDS; unfinished runs are evaluated at their best checkpoint), then evaluate
-# there on the held-out test cases, so that no weights need to come back (SIFA's alone exceed the
-# 64 MiB that can). Only the tables, the plot and the logs come back in $OUT.
+# there on the held-out test cases, PARALLEL runs at a time, so that no weights need to come back
+# (SIFA's alone exceed the 64 MiB that can).
 #   carry: .devdata (compact_data.py pack-data + pack-test output) and .whl (monai, nibabel wheels)
-#   PACK_RUNS=1 also packs the runs' weights (float16) for evaluation elsewhere (compact_data.py unpack-runs).
+# What comes back in $OUT (at most 8 files, none in subfolders): log.txt, gpu.csv (utilisation every
+# 5 s), runs.tgz (every run's log.csv, train.log, params, stdout: written after training, again at the
+# end), results.{json,md}, cost_vs_dice.png and the example pictures. Every file is written as soon as
+# it exists, so a command cut at its limit still returns what it got to.
+#   PACK_RUNS=1 also packs the runs' weights (float16) for evaluation elsewhere (compact_data.py
+#   unpack-runs); that adds files, so leave out the pictures then.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 TRAIN_SECONDS=${TRAIN_SECONDS:-320}
 export PYTHONUNBUFFERED=1 LMISA_CACHE=/tmp/lmisa_cache LMISA_ABDOMEN=/nonexistent
@@ -16,24 +22,36 @@ if ! python3 -c "import monai, nibabel" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$LOG"
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$OUT/gpu.csv" 2>&1 &
+fi
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$LOG"
 B=/tmp/bench
-python3 benchmarks/compact_data.py unpack-data .devdata/abdomen "$B/data" > /dev/null || exit 1
+pack_logs() {  # every run's small files, one archive (the way back takes files at most 2 folders down)
+  (cd "$B" && find runs -maxdepth 4 \( -name log.csv -o -name train.log -o -name params.json \
+    -o -name hardware.txt -o -name '*.stdout' -o -name config.yaml \) -print0 \
+    | tar --null -czf "$OUT/runs.tgz" -T - 2>/dev/null)
+}
 t0=$(date +%s)
+python3 benchmarks/compact_data.py unpack-data .devdata/abdomen "$B/data" > /dev/null || exit 1
+[ -d .devdata/abdomen_test ] && { python3 benchmarks/compact_data.py unpack-data .devdata/abdomen_test "$B/data" > /dev/null || exit 1; }
+echo "unpacked in $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
+t1=$(date +%s)
 python3 benchmarks/abdomen.py --phase train --out "$B" --device "${DEVICE:-cuda}" --time-limit "$TRAIN_SECONDS" \
-  --parallel "${PARALLEL:-15}" ${CONFIG:+--config $CONFIG} ${VARIANTS:+--variants $VARIANTS} 2>&1 | grep -v "━" | tee -a "$LOG"
-echo "train phase wall: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
-tail -n 2 "$B"/runs/*/*/seed*.stdout >> "$LOG" 2>/dev/null
+  --parallel "${PARALLEL:-15}" ${CONFIG:+--config $CONFIG} ${VARIANTS:+--variants $VARIANTS} ${SEEDS:+--seeds $SEEDS} \
+  2>&1 | grep --line-buffered -v "━" | tee -a "$LOG"
+echo "train phase wall (caches + training): $(( $(date +%s) - t1 )) s" | tee -a "$LOG"
+pack_logs
 if [ -d .devdata/abdomen_test ]; then  # lossless test cases (compact_data.py pack-test): evaluate here
-  python3 benchmarks/compact_data.py unpack-data .devdata/abdomen_test "$B/data" > /dev/null || exit 1
-  python3 benchmarks/abdomen.py --phase evaluate --out "$B" --device "${DEVICE:-cuda}" \
-    ${CONFIG:+--config $CONFIG} ${VARIANTS:+--variants $VARIANTS} 2>&1 | grep -v "━" | tail -n 60 >> "$LOG"
+  t2=$(date +%s)
+  python3 benchmarks/abdomen.py --phase evaluate --out "$B" --device "${DEVICE:-cuda}" --parallel "${EVAL_PARALLEL:-8}" \
+    ${CONFIG:+--config $CONFIG} ${VARIANTS:+--variants $VARIANTS} ${SEEDS:+--seeds $SEEDS} \
+    2>&1 | grep --line-buffered -v "━" | tee -a "$LOG"
+  echo "evaluate phase wall: $(( $(date +%s) - t2 )) s" | tee -a "$LOG"
   cp "$B"/results.json "$B"/results.md "$B"/*.png "$OUT"/ 2>/dev/null
-  for run in "$B"/runs/*/*/seed*; do  # the training curves and logs, small
-    rel=${run#"$B"/runs/}; mkdir -p "$OUT/runs/$rel"
-    cp "$run"/log.csv "$run"/train.log "$run"/params.json "$run"/hardware.txt "$OUT/runs/$rel"/ 2>/dev/null
-  done
+  pack_logs
 fi
 [ "${PACK_RUNS:-0}" = 1 ] && python3 benchmarks/compact_data.py pack-runs "$B/runs" "$OUT" --max-mb 15 | tee -a "$LOG"
-[ "${BENCH:-1}" = 1 ] && timeout 45 python3 benchmarks/bench_train.py --device "${DEVICE:-cuda}" --size 160 --steps 20 --warmup 3 2>&1 | tee -a "$LOG"
+echo "total wall: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
 exit 0

@@ -81,3 +81,48 @@ def test_time_limit_stops_running_jobs_and_starts_no_more(abdomen, tmp_path: Pat
     assert time.time() - t0 < 20
     out = capsys.readouterr().out
     assert out.count("stopped at the time limit") == 2 and "1 not started" in out
+
+
+def test_evaluate_jobs_skips_runs_without_a_checkpoint_and_keeps_job_order(abdomen, tmp_path: Path, monkeypatch) -> None:
+    d = abdomen.Direction("CT->MR", tmp_path / "a", tmp_path / "b", tmp_path / "c")
+    jobs = abdomen.plan_jobs([d], ["source_only", "lmisa"], [0, 1], tmp_path)
+    for job in jobs[1:]:
+        (job.run_dir / "checkpoints").mkdir(parents=True)
+        (job.run_dir / "checkpoints" / "best.pt").write_bytes(b"")
+    seen = []
+
+    def fake(job, test_target, out, device, force):
+        seen.append(test_target)
+        return [{"variant": job.variant, "seed": job.seed}]
+
+    monkeypatch.setattr(abdomen, "evaluate_job", fake)
+    rows = abdomen.evaluate_jobs(jobs, None, tmp_path, "cpu", force=False, parallel=1)
+    assert rows == [{"variant": j.variant, "seed": j.seed} for j in jobs[1:]]
+    assert seen == [tmp_path / "c"] * 3
+    abdomen.evaluate_jobs(jobs, tmp_path / "other", tmp_path, "cpu", force=False, parallel=1)
+    assert seen[3:] == [tmp_path / "other"] * 3
+
+
+def test_a_resumed_run_keeps_the_module_name_and_drops_only_the_variant(abdomen, tmp_path: Path, monkeypatch) -> None:
+    # the variant "lmisa" is also the module's name: `python -m lmisa train` must survive the resume
+    d = abdomen.Direction("CT->MR", tmp_path / "a", tmp_path / "b", tmp_path / "c")
+    (job,) = abdomen.plan_jobs([d], ["lmisa"], [0], tmp_path)
+    (job.run_dir / "checkpoints").mkdir(parents=True)
+    (job.run_dir / "checkpoints" / "latest.pt").write_bytes(b"")
+    commands = []
+
+    class Done:
+        returncode = 0
+
+        def __init__(self, cmd, **kwargs):
+            commands.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(abdomen.subprocess, "Popen", Done)
+    monkeypatch.setattr(abdomen.time, "sleep", lambda s: None)
+    abdomen.run_jobs([job], tmp_path / "cfg.yaml", "cpu", parallel=1, force=False)
+    (cmd,) = commands
+    assert cmd[1:4] == ["-m", "lmisa", "train"] and cmd[-1] == "--resume"
+    assert "--variant" not in cmd and cmd.count("lmisa") == 1
