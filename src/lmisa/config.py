@@ -70,6 +70,12 @@ class LossConfig:
     adv_ramp: float = 0.2  # share of all steps over which its weight then rises linearly to w_adv
     real_label_smoothing: float = 0.0  # smooth the critic's "real" one-hot maps (METHOD.md section 6)
     real_uniform: bool = True  # real maps drawn uniformly over source slices, like the target batch
+    # How often the critic's real maps hold an organ. "source": as often as source slices do. "target":
+    # as often as the model predicts organs on target slices when the adversarial term starts (no
+    # target label; one pass). The critic judges shapes; when the two scans cover different body
+    # lengths (CT chest to pelvis: 44 % of slices hold an organ; MR abdomen: 80 %), "source" also
+    # teaches it how often organs appear, and the generator then erases target organs (docs/RESULTS.md).
+    real_prior: Literal["source", "target"] = "source"
 
 
 @dataclass

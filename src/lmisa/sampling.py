@@ -20,6 +20,11 @@ import torch
 from lmisa.preprocess import SliceSet
 
 
+def organ_slices(labels: torch.Tensor, min_pixels: int = 1) -> torch.Tensor:
+    """Which label maps ``(N, ...)`` hold at least ``min_pixels`` foreground pixels (bool ``(N,)``)."""
+    return (labels > 0).flatten(1).sum(1) >= min_pixels
+
+
 class SliceSampler:
     """Draw ``(x, y)`` batches from a SliceSet: x ``(B, 2c+1, H, W)`` float32, y ``(B, H, W)`` long or None."""
 
@@ -44,14 +49,29 @@ class SliceSampler:
         self.fg_index = None
         self.fg_fraction = 0.0
         if self.with_labels and foreground_fraction > 0:
-            fg = slices.labels.flatten(1).amax(dim=1) > 0  # one sync at set-up, none per batch
-            index = torch.nonzero(fg).flatten()
+            index = torch.nonzero(organ_slices(slices.labels)).flatten()  # one sync at set-up, none per batch
             if index.numel() > 0:
                 self.fg_index = index
                 self.fg_fraction = foreground_fraction
+        self.organ_split: tuple[torch.Tensor, torch.Tensor, float] | None = None
+
+    def match_organ_fraction(self, fraction: float, min_pixels: int = 1) -> None:
+        """Draw slices that hold a label (at least ``min_pixels``) with probability ``fraction``, the
+        others otherwise, instead of uniformly (one host sync, here). Needs labels of both kinds."""
+        if not self.with_labels:
+            raise ValueError("match_organ_fraction needs labelled slices")
+        has = organ_slices(self.slices.labels, min_pixels)
+        fg, bg = torch.nonzero(has).flatten(), torch.nonzero(~has).flatten()
+        if fg.numel() and bg.numel():
+            self.organ_split = (fg, bg, float(fraction))
 
     def draw_indices(self) -> torch.Tensor:
         g, b = self.generator, self.batch_size
+        if self.organ_split is not None:
+            fg, bg, fraction = self.organ_split
+            pick_fg = fg[torch.randint(0, fg.numel(), (b,), generator=g, device=self.device)]
+            pick_bg = bg[torch.randint(0, bg.numel(), (b,), generator=g, device=self.device)]
+            return torch.where(torch.rand(b, generator=g, device=self.device) < fraction, pick_fg, pick_bg)
         idx = torch.randint(0, self.n, (b,), generator=g, device=self.device)
         if self.fg_index is not None:
             pick = torch.randint(0, self.fg_index.numel(), (b,), generator=g, device=self.device)

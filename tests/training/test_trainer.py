@@ -186,3 +186,31 @@ def test_weight_average_decay_out_of_range_is_one_clear_error(domains, tmp_path:
     cfg = {"data": TINY["data"], "train": dict(TINY["train"], ema_decay=1.0)}
     with pytest.raises(LmisaError, match=r"ema_decay must be in \[0, 1\)"):
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+
+
+def test_target_real_prior_is_estimated_once_logged_saved_and_resumed(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target"}}
+    calls = []
+    estimate = Trainer.estimate_target_organ_fraction
+    monkeypatch.setattr(Trainer, "estimate_target_organ_fraction", lambda self: calls.append(1) or estimate(self))
+    straight = train(src, tgt, out=tmp_path / "straight", overrides=cfg, progress=False)
+    assert len(calls) == 1  # once, when the adversarial term starts (step 2 of 9 here)
+    assert "critic real maps:" in (straight / "train.log").read_text()
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    assert 0.0 <= a["real_fraction"] <= 1.0
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=cfg)
+    resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    assert len(calls) == 2  # the resumed run took the saved estimate
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
+    assert b["real_fraction"] == a["real_fraction"]
+    for key in ("net", "critic"):
+        for name, tensor in a[key].items():
+            torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
+
+
+def test_target_real_prior_needs_2d_uniform_real_maps(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target", "real_uniform": False}}
+    with pytest.raises(LmisaError, match="real_prior: target needs"):
+        train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)

@@ -75,6 +75,12 @@ def check_weight_average(cfg: Config) -> None:
         raise LmisaError(f"train.ema_decay: the peer variant {cfg.variant} has no weight average")
 
 
+def check_real_prior(cfg: Config) -> None:
+    """``loss.real_prior: target`` re-weights the critic's real slices: 2D, with real_uniform."""
+    if cfg.loss.real_prior == "target" and (cfg.train.dims != 2 or not cfg.loss.real_uniform):
+        raise LmisaError("loss.real_prior: target needs train.dims: 2 and loss.real_uniform: true")
+
+
 def check_augment(cfg: Config) -> None:
     """Intensity-curve and shading augmentation need intensities, not a cached MLNGM map."""
     aug = cfg.augment
@@ -131,6 +137,7 @@ def prepare_training_data(
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
     check_augment(cfg)
     check_weight_average(cfg)
+    check_real_prior(cfg)
     plans = make_plans(cfg, labelled)
     split = split or make_split(cfg, labelled, unlabelled)
     cache_root = default_cache_root(cfg.data.cache_dir)
@@ -158,4 +165,4 @@ def prepare_training_data(
     return TrainingData(plans, split, source_train, source_val, target_train)
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "check_real_prior", "Case"]

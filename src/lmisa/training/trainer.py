@@ -38,10 +38,10 @@ from lmisa.losses import (
 )
 from lmisa.mlngm import mlngm_channels
 from lmisa.nets import build_critic, count_parameters
-from lmisa.sampling import SliceSampler
+from lmisa.sampling import SliceSampler, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
-from lmisa.training.data import TrainingData, check_weight_average, online_mlngm
+from lmisa.training.data import TrainingData, check_real_prior, check_weight_average, online_mlngm
 from lmisa.training.plot import plot_progress
 
 
@@ -99,6 +99,7 @@ class Trainer:
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
+        self.real_fraction: float | None = None  # loss.real_prior "target": estimated once, then fixed
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
@@ -108,6 +109,7 @@ class Trainer:
         rank = distributed.rank if distributed is not None else 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.train.seed * 1000 + rank)
+        check_real_prior(cfg)  # here too: a Trainer may be built from hand-made TrainingData
         self.build_models()
         self.build_ema()
         self.build_optimisers()
@@ -224,6 +226,9 @@ class Trainer:
 
     def sample_batch(self) -> dict[str, torch.Tensor]:
         aug, g = self.cfg.augment, self.generator
+        if self.real_fraction is None and self.cfg.loss.real_prior == "target" and self.real_sampler is not None \
+                and self.target_sampler is not None and self.adversarial_weight() > 0:
+            self.match_real_prior(self.estimate_target_organ_fraction())
         xs, ys = self.source_sampler.sample()
         xs, ys = augment_batch(xs, ys, aug, g)
         batch = {"xs": self.represent(xs), "ys": ys}
@@ -235,6 +240,41 @@ class Trainer:
             xr, yr = self.real_sampler.sample()
             batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
         return batch
+
+    @property
+    def min_organ_pixels(self) -> int:
+        """A label map "holds an organ" from this many foreground pixels on (0.1 % of the frame):
+        a few stray pixels of a prediction do not count."""
+        h, w = self.cfg.data.size
+        return max(1, round(1e-3 * h * w))
+
+    @torch.no_grad()
+    def estimate_target_organ_fraction(self, max_slices: int = 1024) -> float:
+        """Share of target slices (an evenly spaced subset) in which the segmenter predicts an organ.
+
+        Uses target images only; one host sync. Run once, when the adversarial term starts, so that the
+        estimate comes from the segmentation training alone and not from what the critic pushes.
+        """
+        sampler = self.target_sampler
+        idx = torch.linspace(0, sampler.n - 1, min(sampler.n, max_slices), device=self.device).round().long()
+        net = self._bare(self.net)
+        net.eval()
+        hits = torch.zeros((), device=self.device)
+        for start in range(0, len(idx), 4 * self.cfg.train.batch_size):
+            x, _ = sampler.gather(idx[start : start + 4 * self.cfg.train.batch_size], random_window=False)
+            with self.autocast():
+                seg, _ = net(self.represent(x))
+            hits += organ_slices(seg.argmax(1), self.min_organ_pixels).sum()
+        net.train()
+        return float(hits) / len(idx)
+
+    def match_real_prior(self, fraction: float) -> None:
+        """From now on the critic's real maps hold an organ with probability ``fraction``."""
+        self.real_fraction = fraction
+        self.real_sampler.match_organ_fraction(fraction, self.min_organ_pixels)
+        source = float(organ_slices(self.real_sampler.slices.labels, self.min_organ_pixels).float().mean())
+        self.log.info("critic real maps: %.0f %% hold an organ (target estimate; among source slices: %.0f %%)",
+                      100 * fraction, 100 * source)
 
     def adversarial_weight(self) -> float:
         """w_adv after the warm-up and the linear ramp (a Python float: no host sync)."""
@@ -456,6 +496,8 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.real_fraction is not None:
+            state["real_fraction"] = self.real_fraction
         if self.critic is not None:
             state.update(
                 critic=self._bare(self.critic).state_dict(),
@@ -484,6 +526,8 @@ class Trainer:
             self._bare(self.critic).load_state_dict(state["critic"])
             self.opt_critic.load_state_dict(state["opt_critic"])
             self.sched_critic.load_state_dict(state["sched_critic"])
+        if state.get("real_fraction") is not None and self.real_sampler is not None:
+            self.match_real_prior(float(state["real_fraction"]))
         self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.history = list(state["history"])

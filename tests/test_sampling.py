@@ -1,0 +1,38 @@
+"""Slice sampling on the device: the critic's real maps can match a given share of organ slices."""
+
+from __future__ import annotations
+
+import torch
+
+from lmisa.preprocess import SliceSet
+from lmisa.sampling import SliceSampler, organ_slices
+
+
+def _slices(labels: torch.Tensor) -> SliceSet:
+    n = labels.shape[0]
+    return SliceSet(
+        inputs=torch.zeros(n, *labels.shape[1:], dtype=torch.float16), labels=labels,
+        case_of_slice=torch.zeros(n, dtype=torch.int64), case_names=["a"],
+        case_starts=torch.zeros(1, dtype=torch.int64), case_lengths=torch.full((1,), n, dtype=torch.int64),
+    )
+
+
+def test_organ_slices_counts_pixels() -> None:
+    labels = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    labels[1, 0, 0] = 2
+    labels[2, :2, :2] = 1
+    assert organ_slices(labels).tolist() == [False, True, True]
+    assert organ_slices(labels, min_pixels=4).tolist() == [False, False, True]
+
+
+def test_match_organ_fraction_draws_organ_slices_that_often() -> None:
+    labels = torch.zeros(100, 8, 8, dtype=torch.uint8)
+    labels[:10, :3, :3] = 1  # 10 % of the slices hold an organ
+    labels[10, 0, 0] = 1  # one stray pixel: not an organ slice at min_pixels=4
+    sampler = SliceSampler(_slices(labels), 4000, torch.Generator().manual_seed(0), with_labels=True)
+    share = lambda: organ_slices(sampler.sample()[1], 4).float().mean().item()  # noqa: E731
+    assert abs(share() - 0.10) < 0.03  # uniform
+    sampler.match_organ_fraction(0.8, min_pixels=4)
+    assert abs(share() - 0.8) < 0.03
+    sampler.match_organ_fraction(0.0, min_pixels=4)
+    assert share() == 0.0
