@@ -20,7 +20,7 @@ from lmisa.cli import app
 from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, read_dicom_series, read_image, read_label, write_image
-from lmisa.predict import LoadedModel, list_inputs, load_run, predict_path, predict_volume
+from lmisa.predict import LoadedModel, class_argmax, list_inputs, load_run, predict_path, predict_volume
 from lmisa.training import train
 from lmisa.preprocess import Plans
 
@@ -370,3 +370,12 @@ def test_cli_predict_report(run: Path, tmp_path: Path) -> None:
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "exists, skipped" in again.output
     assert os.path.exists(tmp_path / "out" / "report" / "index.md")
+
+
+def test_class_argmax_equals_torch_argmax_ties_included() -> None:
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(5, 3, 7, 9, generator=g)
+    probs[2, 0] = probs[4, 0] = probs[:, 0].amax(0)  # ties: the first class wins, as in torch.argmax
+    out = class_argmax(probs)
+    assert out.dtype == torch.uint8
+    assert torch.equal(out, probs.argmax(0).to(torch.uint8))

@@ -155,6 +155,18 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
 # one volume
 
 
+def class_argmax(probs: torch.Tensor) -> torch.Tensor:
+    """``probs.argmax(0)`` as uint8 (first class on ties). A running maximum over the few classes: on
+    the CPU, torch's argmax over the leading dimension of a (C, Z, 512, 512) volume is 2-3x slower."""
+    best = probs[0].clone()
+    labels = torch.zeros(probs.shape[1:], dtype=torch.uint8, device=probs.device)
+    for c in range(1, probs.shape[0]):
+        better = probs[c] > best
+        labels.masked_fill_(better, c)
+        torch.maximum(best, probs[c], out=best)
+    return labels
+
+
 def _segment(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     forward_seg = getattr(net, "forward_seg", None)
     if forward_seg is not None:
@@ -217,7 +229,7 @@ def predict_volume(
             probs = torch.softmax(logits.float(), dim=1).transpose(0, 1)  # (C, B, H, W)
             # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
             part = replace(prepared, original_shape=(len(idx), *out_yx))
-            labels[start : start + len(idx)] = restore_probabilities(probs, part).argmax(0).to(torch.uint8)
+            labels[start : start + len(idx)] = class_argmax(restore_probabilities(probs, part))
     return _postprocess(labels.cpu().numpy().reshape(array.shape), model, largest_component)
 
 
@@ -250,7 +262,7 @@ def _predict_patches(
             predictor=window, overlap=0.5, mode="gaussian", padding_mode="replicate",  # like training
         )
         probs = torch.softmax(logits[0], dim=0)  # (C, Z', H, W)
-        return restore_probabilities(probs, prepared).argmax(0).to(torch.uint8).cpu().numpy()
+        return class_argmax(restore_probabilities(probs, prepared)).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------
