@@ -152,6 +152,17 @@ def warm_caches(directions: list[Direction], settings: dict[str, Any], variants:
             prepare_training_data(cfg, d.train_source, d.train_target, progress=True)
 
 
+def threads_per_process(parallel: int) -> int:
+    """Torch threads for each of ``parallel`` processes sharing this machine's cores."""
+    return max(1, (os.cpu_count() or 2) // parallel)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: bool,
              time_limit: float | None = None) -> None:
     """Train the unfinished jobs, ``parallel`` at a time. After ``time_limit`` seconds the running ones
@@ -186,7 +197,7 @@ def run_jobs(jobs: list[Job], config: Path, device: str, parallel: int, force: b
                 cmd = cmd[:i] + cmd[i + 2:] + ["--resume"]
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
             log = open(job.run_dir.parent / f"{job.run_dir.name}.stdout", "a")
-            env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // parallel)))
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process(parallel)))
             running.append((job, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.time()))
         time.sleep(2)
         for item in running[:]:
@@ -268,26 +279,36 @@ def evaluate_jobs(jobs: list[Job], test_target: Path | None, out: Path, device: 
             print(f"  note: {job.run_dir} did not finish its schedule; evaluating its best checkpoint")
         ready.append(job)
     results: dict[int, list[dict[str, Any]]] = {}
+    failed: list[str] = []
 
-    def done(i: int, rows: list[dict[str, Any]]) -> None:
-        results[i] = rows
+    def done(i: int, get_rows: Any) -> None:
         job = ready[i]
-        print(f"  evaluated {job.direction.name} {job.variant} seed {job.seed} ({len(results)}/{len(ready)})", flush=True)
+        name = f"{job.direction.name} {job.variant} seed {job.seed}"
+        try:
+            results[i] = get_rows()
+        except Exception as exc:  # one failed evaluation must not lose the others' rows
+            failed.append(name)
+            print(f"  FAILED evaluating {name}: {type(exc).__name__}: {exc}", flush=True)
+            return
+        print(f"  evaluated {name} ({len(results)}/{len(ready)})", flush=True)
 
     if parallel <= 1 or len(ready) <= 1:
         for i, job in enumerate(ready):
-            done(i, evaluate_job(job, test_target or job.direction.test_target, out, device, force))
+            done(i, lambda job=job: evaluate_job(job, test_target or job.direction.test_target, out, device, force))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        # spawn: CUDA cannot be used in a forked child; one torch thread per worker
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // parallel)))
-        with ProcessPoolExecutor(min(parallel, len(ready)), mp_context=mp.get_context("spawn")) as pool:
+        # spawn: CUDA cannot be used in a forked child. Works when this file runs as a script.
+        workers = min(parallel, len(ready))
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(threads_per_process(workers),)) as pool:
             futures = {pool.submit(evaluate_job, job, test_target or job.direction.test_target, out, device, force): i
                        for i, job in enumerate(ready)}
             for fut in as_completed(futures):
-                done(futures[fut], fut.result())
+                done(futures[fut], fut.result)
+    if failed:
+        print(f"{len(failed)} evaluation(s) failed: {', '.join(failed)}")
     return [row for i in sorted(results) for row in results[i]]
 
 

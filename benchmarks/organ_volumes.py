@@ -45,7 +45,8 @@ def volume_ratios(predictions: list[Path], references: list[Path], labels: dict[
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
-    ap.add_argument("--target", type=Path, required=True, help="nnU-Net data set whose images are predicted")
+    ap.add_argument("--target", type=Path, required=True,
+                    help="nnU-Net data set whose imagesTr are predicted: the target's TRAINING cases (OUT/data/<X>_train)")
     ap.add_argument("--source", type=Path, required=True, help="nnU-Net data set whose labelsTr are the reference")
     ap.add_argument("--out", type=Path, help="keep the predictions and write volumes.json here")
     ap.add_argument("--device", default="cpu")
@@ -55,9 +56,13 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_run(args.run, "best", device=args.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="organ_volumes_"))
-    pred_dir = out / "predictions"
-    predict_path(model, args.target, pred_dir, device=args.device, progress=False)
-    result = volume_ratios(sorted(pred_dir.glob("*.nii.gz")), sorted((args.source / "labelsTr").glob("*.nii.gz")),
+    # imagesTr only: a data set root would let list_inputs take imagesTs (test images) instead
+    report = predict_path(model, args.target / "imagesTr", out / "predictions", overwrite=True,
+                          device=args.device, progress=False)
+    if report.failed or not report.written:
+        first = report.failed[0] if report.failed else (args.target / "imagesTr", "no image predicted")
+        raise SystemExit(f"error: {first[0]}: {first[1]}")
+    result = volume_ratios(sorted(report.written), sorted((args.source / "labelsTr").glob("*.nii.gz")),
                            model.plans.labels)
     result["run"] = str(args.run)
     text = json.dumps(result, indent=2)

@@ -55,15 +55,18 @@ class SliceSampler:
                 self.fg_fraction = foreground_fraction
         self.organ_split: tuple[torch.Tensor, torch.Tensor, float] | None = None
 
-    def match_organ_fraction(self, fraction: float, min_pixels: int = 1) -> None:
+    def match_organ_fraction(self, fraction: float, min_pixels: int = 1) -> bool:
         """Draw slices that hold a label (at least ``min_pixels``) with probability ``fraction``, the
-        others otherwise, instead of uniformly (one host sync, here). Needs labels of both kinds."""
+        others otherwise, instead of uniformly (one host sync, here). False, and sampling stays
+        uniform, when the slices are all of one kind."""
         if not self.with_labels:
             raise ValueError("match_organ_fraction needs labelled slices")
         has = organ_slices(self.slices.labels, min_pixels)
         fg, bg = torch.nonzero(has).flatten(), torch.nonzero(~has).flatten()
-        if fg.numel() and bg.numel():
-            self.organ_split = (fg, bg, float(fraction))
+        if not (fg.numel() and bg.numel()):
+            return False
+        self.organ_split = (fg, bg, float(fraction))
+        return True
 
     def draw_indices(self) -> torch.Tensor:
         g, b = self.generator, self.batch_size

@@ -126,3 +126,22 @@ def test_a_resumed_run_keeps_the_module_name_and_drops_only_the_variant(abdomen,
     (cmd,) = commands
     assert cmd[1:4] == ["-m", "lmisa", "train"] and cmd[-1] == "--resume"
     assert "--variant" not in cmd and cmd.count("lmisa") == 1
+
+
+def test_a_failed_evaluation_keeps_the_other_rows(abdomen, tmp_path: Path, monkeypatch, capsys) -> None:
+    d = abdomen.Direction("CT->MR", tmp_path / "a", tmp_path / "b", tmp_path / "c")
+    jobs = abdomen.plan_jobs([d], ["source_only"], [0, 1], tmp_path)
+    for job in jobs:
+        (job.run_dir / "checkpoints").mkdir(parents=True)
+        (job.run_dir / "checkpoints" / "best.pt").write_bytes(b"")
+
+    def fake(job, test_target, out, device, force):
+        if job.seed == 0:
+            raise RuntimeError("corrupt checkpoint")
+        return [{"seed": job.seed}]
+
+    monkeypatch.setattr(abdomen, "evaluate_job", fake)
+    assert abdomen.evaluate_jobs(jobs, None, tmp_path, "cpu", force=False) == [{"seed": 1}]
+    out = capsys.readouterr().out
+    assert "FAILED evaluating CT->MR source_only seed 0: RuntimeError: corrupt checkpoint" in out
+    assert "1 evaluation(s) failed" in out

@@ -209,8 +209,11 @@ def test_target_real_prior_is_estimated_once_logged_saved_and_resumed(domains, t
             torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
 
 
-def test_target_real_prior_needs_2d_uniform_real_maps(domains, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", [{"real_uniform": False}, {"adv_warmup": 0.0}])
+def test_target_real_prior_needs_2d_uniform_real_maps_after_a_warm_up(domains, tmp_path: Path, loss: dict) -> None:
     src, tgt = domains
-    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target", "real_uniform": False}}
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target", **loss}}
     with pytest.raises(LmisaError, match="real_prior: target needs"):
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+    # a variant without a critic ignores the option
+    train(src, tgt, out=tmp_path / "so", overrides=cfg, progress=False, variant="source_only")

@@ -76,9 +76,15 @@ def check_weight_average(cfg: Config) -> None:
 
 
 def check_real_prior(cfg: Config) -> None:
-    """``loss.real_prior: target`` re-weights the critic's real slices: 2D, with real_uniform."""
-    if cfg.loss.real_prior == "target" and (cfg.train.dims != 2 or not cfg.loss.real_uniform):
+    """``loss.real_prior: target`` re-weights the critic's real slices: 2D, with real_uniform, and after
+    a warm-up (the estimate comes from the segmenter as trained by then)."""
+    L = cfg.loss
+    if L.real_prior != "target" or not cfg.uses_critic:
+        return
+    if cfg.train.dims != 2 or not L.real_uniform:
         raise LmisaError("loss.real_prior: target needs train.dims: 2 and loss.real_uniform: true")
+    if L.adv_warmup <= 0:
+        raise LmisaError("loss.real_prior: target needs loss.adv_warmup > 0 (the estimate needs a trained segmenter)")
 
 
 def check_augment(cfg: Config) -> None:

@@ -192,7 +192,7 @@ class Trainer:
         """A fixed, deterministic set of source validation slices (labelled ones first)."""
         labels = self.val_slices.labels
         n = min(len(self.val_slices), self.cfg.train.val_batches * self.cfg.train.batch_size)
-        has_fg = labels.flatten(1).amax(1) > 0
+        has_fg = organ_slices(labels)
         order = torch.argsort((~has_fg).to(torch.int8), stable=True)  # labelled slices first
         g = torch.Generator().manual_seed(12345)
         fg, bg = order[: int(has_fg.sum())], order[int(has_fg.sum()) :]
@@ -262,19 +262,27 @@ class Trainer:
         hits = torch.zeros((), device=self.device)
         for start in range(0, len(idx), 4 * self.cfg.train.batch_size):
             x, _ = sampler.gather(idx[start : start + 4 * self.cfg.train.batch_size], random_window=False)
+            x = self.represent(x)
             with self.autocast():
-                seg, _ = net(self.represent(x))
+                seg, _ = net(x)
             hits += organ_slices(seg.argmax(1), self.min_organ_pixels).sum()
         net.train()
-        return float(hits) / len(idx)
+        return float(hits) / max(1, len(idx))
 
     def match_real_prior(self, fraction: float) -> None:
         """From now on the critic's real maps hold an organ with probability ``fraction``."""
         self.real_fraction = fraction
-        self.real_sampler.match_organ_fraction(fraction, self.min_organ_pixels)
+        applied = self.real_sampler.match_organ_fraction(fraction, self.min_organ_pixels)
         source = float(organ_slices(self.real_sampler.slices.labels, self.min_organ_pixels).float().mean())
-        self.log.info("critic real maps: %.0f %% hold an organ (target estimate; among source slices: %.0f %%)",
-                      100 * fraction, 100 * source)
+        if not applied:
+            self.log.warning("critic real maps: stay uniform (the source slices are all of one kind, %.0f %% "
+                             "hold an organ); target estimate %.0f %%", 100 * source, 100 * fraction)
+        elif fraction < 0.05:  # nearly empty real maps reward erasing organs: say so
+            self.log.warning("critic real maps: %.0f %% hold an organ (target estimate; among source slices: "
+                             "%.0f %%): the segmenter finds almost no organ on the target", 100 * fraction, 100 * source)
+        else:
+            self.log.info("critic real maps: %.0f %% hold an organ (target estimate; among source slices: %.0f %%)",
+                          100 * fraction, 100 * source)
 
     def adversarial_weight(self) -> float:
         """w_adv after the warm-up and the linear ramp (a Python float: no host sync)."""
