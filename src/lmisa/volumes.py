@@ -1,0 +1,97 @@
+"""Organ volumes of label maps, and a label-free check of an adapted model's predictions.
+
+The anatomy is the same whatever the modality: an organ predicted on the target's images should be
+about the size that the source's labels give it. A median predicted volume far below the median
+reference volume means erased organs, far above it spilled ones, and no target label is needed to
+see it (docs/RESULTS.md, section 2a: a shape critic that erased MR organs scored 1.09, the fix 0.19).
+
+Example:
+    >>> from lmisa.volumes import compare_volumes
+    >>> check = compare_volumes("pred_target_train/", "source_dataset/")   # doctest: +SKIP
+    >>> check.organs["spleen"]["ratio"], check.score                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import nibabel as nib
+import numpy as np
+
+from lmisa.evaluation import EvaluationError, _normalise_labels, find_predictions, find_references, load_labels
+from lmisa.io import ImageReadError
+
+# a ratio outside this range is flagged: half or double the reference size
+PLAUSIBLE_RATIO = (0.5, 2.0)
+
+
+def label_volumes_ml(path: str | os.PathLike, labels: Mapping[str, int]) -> dict[str, float]:
+    """Volume (mL) of every foreground label of one label map, from its voxel size."""
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for a broken file
+        raise ImageReadError(f"{path}: unreadable label map ({type(exc).__name__}: {exc})") from None
+    if not np.issubdtype(data.dtype, np.integer):
+        data = np.rint(np.nan_to_num(data)).astype(np.int64)
+    counts = np.bincount(data.astype(np.int64, copy=False).ravel().clip(0), minlength=256)
+    voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000.0
+    return {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}
+
+
+@dataclass
+class VolumeCheck:
+    """Median organ volumes (mL) of predictions and references, their ratio, and the score."""
+
+    organs: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> pred_ml, ref_ml, ratio
+    score: float = math.nan  # mean over organs of |log(ratio)|: 0 = the reference sizes
+    n_predictions: int = 0
+    n_references: int = 0
+
+    @property
+    def implausible(self) -> list[str]:
+        """Organs whose ratio is outside ``PLAUSIBLE_RATIO``."""
+        lo, hi = PLAUSIBLE_RATIO
+        return [n for n, o in self.organs.items() if not lo <= o["ratio"] <= hi]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"organs": self.organs, "score": self.score, "n_predictions": self.n_predictions,
+                "n_references": self.n_references, "implausible": self.implausible}
+
+
+def compare_volumes(
+    pred_dir: str | os.PathLike,
+    ref_dir: str | os.PathLike,
+    labels: Mapping[str, int] | str | os.PathLike | None = None,
+) -> VolumeCheck:
+    """Organ sizes of the label maps in ``pred_dir`` against those of ``ref_dir`` (other cases, say the
+    source's labels: nothing is paired by case). ``labels``: a mapping or a dataset.json (default: the
+    reference data set's dataset.json)."""
+    refs, dataset_json = find_references(ref_dir)
+    preds = find_predictions(pred_dir)
+    if labels is None:
+        if dataset_json is None:
+            raise EvaluationError(f"{ref_dir}: no dataset.json to name the labels; pass labels")
+        labels = load_labels(dataset_json)
+    elif isinstance(labels, (str, os.PathLike)):
+        labels = load_labels(labels)
+    organs = _normalise_labels(labels)
+    pred = [label_volumes_ml(p, organs) for p in preds.values()]
+    ref = [label_volumes_ml(p, organs) for p in refs.values()]
+    check = VolumeCheck(n_predictions=len(pred), n_references=len(ref))
+    logs = []
+    for name in organs:
+        p, r = statistics.median(v[name] for v in pred), statistics.median(v[name] for v in ref)
+        ratio = p / r if r > 0 else math.nan
+        check.organs[name] = {"pred_ml": p, "ref_ml": r, "ratio": ratio}
+        logs.append(abs(math.log(ratio)) if ratio > 0 else math.inf)
+    check.score = sum(logs) / len(logs)
+    return check
+
+
+__all__ = ["PLAUSIBLE_RATIO", "VolumeCheck", "compare_volumes", "label_volumes_ml"]

@@ -1,0 +1,74 @@
+"""Organ volumes in mL from the voxel size; ratios and score of predictions against other cases' labels."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lmisa.cli import app
+from lmisa.errors import LmisaError
+from lmisa.volumes import compare_volumes, label_volumes_ml
+
+LABELS = {"background": 0, "liver": 1, "spleen": 2}
+
+
+def _label_map(path: Path, liver: int, spleen: int, voxel_mm: tuple[float, float, float]) -> Path:
+    a = np.zeros(1000, dtype=np.uint8)
+    a[:liver] = 1
+    a[liver : liver + spleen] = 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(a.reshape(10, 10, 10), np.diag([*voxel_mm, 1.0])), str(path))
+    return path
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """References (a data set with dataset.json) and predictions on a coarser grid: the same liver in
+    mL, a spleen a quarter of the reference size."""
+    ref = tmp_path / "source"
+    for i in range(3):
+        _label_map(ref / "labelsTr" / f"r{i}.nii.gz", 100 + i, 40, (1.0, 1.0, 1.0))
+    (ref / "dataset.json").write_text(json.dumps({"labels": LABELS}))
+    for i in range(3):
+        _label_map(tmp_path / "pred" / f"p{i}.nii.gz", 50 + i, 5, (2.0, 1.0, 1.0))
+    return tmp_path / "pred", ref
+
+
+def test_volumes_use_the_voxel_size(tmp_path: Path) -> None:
+    path = _label_map(tmp_path / "a.nii.gz", liver=100, spleen=10, voxel_mm=(2.0, 2.0, 5.0))
+    assert label_volumes_ml(path, LABELS) == pytest.approx({"liver": 2.0, "spleen": 0.2})
+
+
+def test_ratios_and_score_show_an_erased_organ(folders) -> None:
+    check = compare_volumes(*folders)
+    assert check.organs["liver"]["ratio"] == pytest.approx(102 / 101)
+    assert check.organs["spleen"]["ratio"] == pytest.approx(0.25)
+    assert check.score == pytest.approx((math.log(102 / 101) + math.log(4)) / 2)
+    assert check.implausible == ["spleen"] and check.n_predictions == check.n_references == 3
+
+
+def test_labels_are_needed_and_a_broken_file_is_named(folders, tmp_path: Path) -> None:
+    pred, ref = folders
+    (ref / "dataset.json").unlink()
+    with pytest.raises(LmisaError, match="no dataset.json"):
+        compare_volumes(pred, ref)
+    (pred / "p9.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(LmisaError, match="p9.nii.gz: unreadable"):
+        compare_volumes(pred, ref, LABELS)
+
+
+def test_cli_prints_the_table_and_never_overwrites(folders, tmp_path: Path) -> None:
+    pred, ref = folders
+    out = tmp_path / "volumes.json"
+    result = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "spleen" in result.output and "outside 0.5-2.0" in result.output
+    assert json.loads(out.read_text())["implausible"] == ["spleen"]
+    again = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref), "--out", str(out)])
+    assert again.exit_code != 0 and "exists" in again.output
