@@ -109,7 +109,9 @@ class Trainer:
         rank = distributed.rank if distributed is not None else 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.train.seed * 1000 + rank)
-        check_real_prior(cfg)  # here too: a Trainer may be built from hand-made TrainingData
+        # as in prepare_training_data: a Trainer may also be built from hand-made TrainingData
+        check_weight_average(cfg)
+        check_real_prior(cfg)
         self.build_models()
         self.build_ema()
         self.build_optimisers()
@@ -142,7 +144,6 @@ class Trainer:
         """
         import copy
 
-        check_weight_average(self.cfg)  # also here: a Trainer may be built from hand-made TrainingData
         self.ema = None
         if self.cfg.train.ema_decay > 0:
             self.ema = copy.deepcopy(self._bare(self.net)).requires_grad_(False)
@@ -260,8 +261,9 @@ class Trainer:
         net = self._bare(self.net)
         net.eval()
         hits = torch.zeros((), device=self.device)
-        for start in range(0, len(idx), 4 * self.cfg.train.batch_size):
-            x, _ = sampler.gather(idx[start : start + 4 * self.cfg.train.batch_size], random_window=False)
+        bs = 4 * self.cfg.train.batch_size  # no gradients: larger batches fit
+        for start in range(0, len(idx), bs):
+            x, _ = sampler.gather(idx[start : start + bs], random_window=False)
             x = self.represent(x)
             with self.autocast():
                 seg, _ = net(x)
