@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from lmisa.io import ImageReadError, MedicalImage, read_image, read_label, write_image, affine_from_sitk
+from lmisa.io import ImageReadError, MedicalImage, read_image, read_label, slice_spacing_mm, write_image, affine_from_sitk
 
 
 def test_roundtrip_keeps_geometry_and_orientation(tmp_path: Path) -> None:
@@ -89,3 +89,11 @@ def test_dicom_series_roundtrip(tmp_path: Path) -> None:
     assert vol.spacing == pytest.approx((2.5, 0.8, 0.7))
     np.testing.assert_allclose(vol.affine[:3, 3], [-1.0, -2.0, 3.0])
     assert callable(affine_from_sitk)
+
+
+def test_slice_spacing_comes_from_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "a.nii.gz"
+    write_image(path, MedicalImage(np.zeros((3, 4, 5), np.float32), np.diag([0.8, 0.9, 6.5, 1.0])))
+    assert slice_spacing_mm(path) == pytest.approx(6.5)
+    with pytest.raises(ImageReadError, match="b.nii.gz"):
+        slice_spacing_mm(tmp_path / "b.nii.gz")

@@ -71,11 +71,11 @@ class LossConfig:
     real_label_smoothing: float = 0.0  # smooth the critic's "real" one-hot maps (METHOD.md section 6)
     real_uniform: bool = True  # real maps drawn uniformly over source slices, like the target batch
     # How often the critic's real maps hold an organ. "source": as often as source slices do. "target":
-    # as often as the model predicts organs on target slices when the adversarial term starts (no
-    # target label; one pass). The critic judges shapes; when the two scans cover different body
-    # lengths (CT chest to pelvis: 44 % of slices hold an organ; MR abdomen: 80 %), "source" also
-    # teaches it how often organs appear, and the generator then erases target organs. The estimate
-    # runs high (100 % on CT, where 44 % hold one): an option, not the default (docs/RESULTS.md 2a).
+    # as often as target slices do, estimated from anatomy (lmisa.real_prior: the source labels' organ
+    # span in mm over each target scan's length; no target label, no model). The critic judges shapes;
+    # when the two scans cover different body lengths (CT chest to pelvis: 44 % of slices hold an organ;
+    # MR abdomen: 80 %), "source" also teaches it how often organs appear, and the generator then
+    # erases target organs (docs/RESULTS.md 2, 2a).
     real_prior: Literal["source", "target"] = "source"
 
 

@@ -90,6 +90,12 @@ def load_nifti_header(path: str | os.PathLike) -> nib.Nifti1Image:
         raise ImageReadError(f"{path}: unreadable NIfTI header ({type(exc).__name__}: {exc})") from None
 
 
+def slice_spacing_mm(path: str | os.PathLike) -> float:
+    """Through-plane voxel size (mm) of an image: from the header alone for NIfTI files."""
+    affine = load_nifti_header(path).affine if is_nifti(path) else read_image(path).affine
+    return float(np.linalg.norm(np.asarray(affine)[:3, 2]))
+
+
 def read_image(path: str | os.PathLike, dtype: np.dtype | type | None = np.float32) -> MedicalImage:
     """Read a NIfTI volume as ``(Z, Y, X)`` with its affine and header.
 

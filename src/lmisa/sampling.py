@@ -26,6 +26,13 @@ def organ_slices(labels: torch.Tensor, min_pixels: int = 1) -> torch.Tensor:
     return (labels > 0).flatten(1).sum(1) >= min_pixels
 
 
+def min_organ_pixels(size: tuple[int, int]) -> int:
+    """A label map "holds an organ" from this many foreground pixels on (0.1 % of the ``(H, W)`` frame):
+    a few stray pixels of a prediction do not count."""
+    h, w = size
+    return max(1, round(1e-3 * h * w))
+
+
 class SliceSampler:
     """Draw ``(x, y)`` batches from a SliceSet: x ``(B, 2c+1, H, W)`` float32, y ``(B, H, W)`` long or None."""
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lmisa.augment import standardise
 from lmisa.config import Config
 from lmisa.errors import LmisaError
+from lmisa.io import read_label
 from lmisa.mlngm import mlngm_channels
 from lmisa.training import train
 from lmisa.training.data import check_augment, prepare_training_data
@@ -75,3 +77,26 @@ def test_appearance_options_that_cannot_work_are_refused(sections, message) -> N
 
 def test_appearance_options_on_raw_input_need_no_mlngm_switch() -> None:
     check_augment(_cfg(data={**DATA, "input": "raw"}, augment={"remap_prob": 0.5, "bias_field": 0.2}))
+
+
+def test_target_real_prior_comes_from_source_organ_spans_and_target_scan_lengths(tmp_path: Path, nnunet_factory,
+                                                                                   monkeypatch) -> None:
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    src = nnunet_factory("src", n_cases=3, shape=(6, 20, 20), spacing=(3.0, 1.5, 1.5), labels=LABELS, seed=0)
+    tgt = nnunet_factory("tgt", n_cases=2, shape=(5, 20, 20), spacing=(8.0, 1.5, 1.5), labels=LABELS, seed=1)
+    cfg = Config.from_dict({"data": DATA, "loss": {"real_prior": "target"}})
+    data = prepare_training_data(cfg, src, tgt, progress=False)
+    spans = []
+    for name in data.split["source_train"]:
+        z = np.flatnonzero(read_label(src / "labelsTr" / f"{name}.nii.gz").array.reshape(6, -1).any(1))
+        spans.append((z[-1] - z[0] + 1) * 3.0)
+    span = float(np.median(spans))
+    assert data.source_organ_span_mm == span
+    assert data.target_organ_fraction == pytest.approx(min(5.0, span / 8.0) / 5.0)  # both target cases alike
+    plain = prepare_training_data(Config.from_dict({"data": DATA}), src, tgt, progress=False)
+    assert plain.target_organ_fraction is None
+    # 3D: the volumes are resampled to spacing_z, which then measures the slices of both
+    cfg3 = Config.from_dict({"data": dict(DATA, spacing_z=4.0, patch=[8, 16, 16]), "train": {"dims": 3},
+                             "loss": {"real_prior": "target"}})
+    data3 = prepare_training_data(cfg3, src, tgt, progress=False)
+    assert 0.0 < data3.target_organ_fraction <= 1.0 and data3.source_organ_span_mm % 4.0 == 0

@@ -109,10 +109,12 @@ def test_3d_patches_train(domains, tmp_path: Path) -> None:
     cfg = {
         "data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
         "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 2},
+        "loss": {"real_prior": "target"},  # patches are centred on slices: the prior applies to them too
     }
     run = train(src, tgt, out=tmp_path / "run3d", dims=3, overrides=cfg, progress=False)
     state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert state["net"]["stem.weight"].ndim == 5  # 3D convolutions
+    assert 0.0 < state["real_fraction"] <= 1.0
     assert '"dims": 3' in (run / "plans.json").read_text()
 
 
@@ -188,20 +190,15 @@ def test_weight_average_decay_out_of_range_is_one_clear_error(domains, tmp_path:
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
 
 
-def test_target_real_prior_is_estimated_once_logged_saved_and_resumed(domains, tmp_path: Path, monkeypatch) -> None:
+def test_target_real_prior_is_applied_logged_saved_and_resumed(domains, tmp_path: Path, monkeypatch) -> None:
     src, tgt = domains
     cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target"}}
-    calls = []
-    estimate = Trainer.estimate_target_organ_fraction
-    monkeypatch.setattr(Trainer, "estimate_target_organ_fraction", lambda self: calls.append(1) or estimate(self))
     straight = train(src, tgt, out=tmp_path / "straight", overrides=cfg, progress=False)
-    assert len(calls) == 1  # once, when the adversarial term starts (step 2 of 9 here)
     assert "critic real maps:" in (straight / "train.log").read_text()
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")
-    assert 0.0 <= a["real_fraction"] <= 1.0
+    assert 0.0 < a["real_fraction"] <= 1.0
     train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=cfg)
     resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
-    assert len(calls) == 2  # the resumed run took the saved estimate
     b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
     assert b["real_fraction"] == a["real_fraction"]
     for key in ("net", "critic"):
@@ -209,11 +206,10 @@ def test_target_real_prior_is_estimated_once_logged_saved_and_resumed(domains, t
             torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
 
 
-@pytest.mark.parametrize("loss", [{"real_uniform": False}, {"adv_warmup": 0.0}])
-def test_target_real_prior_needs_2d_uniform_real_maps_after_a_warm_up(domains, tmp_path: Path, loss: dict) -> None:
+def test_target_real_prior_needs_uniform_real_maps(domains, tmp_path: Path) -> None:
     src, tgt = domains
-    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target", **loss}}
-    with pytest.raises(LmisaError, match="real_prior: target needs"):
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"real_prior": "target", "real_uniform": False}}
+    with pytest.raises(LmisaError, match="real_prior: target needs loss.real_uniform"):
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
     # a variant without a critic ignores the option
     train(src, tgt, out=tmp_path / "so", overrides=cfg, progress=False, variant="source_only")

@@ -14,6 +14,7 @@ from pathlib import Path
 from lmisa.config import PEER_VARIANTS, Config
 from lmisa.datasets import Case, Domain, check_domain, split_cases
 from lmisa.errors import LmisaError
+from lmisa.io import slice_spacing_mm
 from lmisa.preprocess import (
     Plans,
     SliceSet,
@@ -24,6 +25,8 @@ from lmisa.preprocess import (
     median_inplane_spacing,
     median_slice_spacing,
 )
+from lmisa.real_prior import target_organ_fraction
+from lmisa.sampling import min_organ_pixels
 
 
 @dataclass
@@ -33,6 +36,8 @@ class TrainingData:
     source_train: SliceSet
     source_val: SliceSet
     target_train: SliceSet | None
+    target_organ_fraction: float | None = None  # loss.real_prior "target" (lmisa.real_prior)
+    source_organ_span_mm: float | None = None
 
 
 def _raise_problems(problems: list, what: str) -> None:
@@ -76,15 +81,10 @@ def check_weight_average(cfg: Config) -> None:
 
 
 def check_real_prior(cfg: Config) -> None:
-    """``loss.real_prior: target`` re-weights the critic's real slices: 2D, with real_uniform, and after
-    a warm-up (the estimate comes from the segmenter as trained by then)."""
+    """``loss.real_prior: target`` re-weights the critic's real maps, which it draws uniformly otherwise."""
     L = cfg.loss
-    if L.real_prior != "target" or not cfg.uses_critic:
-        return
-    if cfg.train.dims != 2 or not L.real_uniform:
-        raise LmisaError("loss.real_prior: target needs train.dims: 2 and loss.real_uniform: true")
-    if L.adv_warmup <= 0:
-        raise LmisaError("loss.real_prior: target needs loss.adv_warmup > 0 (the estimate needs a trained segmenter)")
+    if L.real_prior == "target" and cfg.uses_critic and not L.real_uniform:
+        raise LmisaError("loss.real_prior: target needs loss.real_uniform: true (the real maps it re-weights)")
 
 
 def check_augment(cfg: Config) -> None:
@@ -168,7 +168,33 @@ def prepare_training_data(
             len(source_val),
             len(target_train) if target_train is not None else "-",
         )
-    return TrainingData(plans, split, source_train, source_val, target_train)
+    fraction = span = None
+    if cfg.loss.real_prior == "target" and cfg.uses_critic and target_train is not None:
+        fraction, span = _target_organ_fraction(plans, labelled, unlabelled, split, source_train, target_train)
+    return TrainingData(plans, split, source_train, source_val, target_train, fraction, span)
+
+
+def _target_organ_fraction(
+    plans: Plans, source: Domain, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
+    target_train: SliceSet,
+) -> tuple[float, float]:
+    """The share of target slices that hold an organ, from the source labels' organ span and the
+    target scans' lengths (no target label). Slice spacings: the headers' in 2D (slices are kept),
+    ``spacing_z`` in 3D (volumes are resampled to it)."""
+
+    def slice_mm(domain: Domain, names: list[str]) -> list[float]:
+        if plans.dims == 3 and plans.spacing_z:
+            return [float(plans.spacing_z)] * len(names)
+        images = {c.name: c.image for c in domain.cases("train")}
+        return [slice_spacing_mm(images[n]) for n in names]
+
+    try:
+        return target_organ_fraction(
+            source_train, slice_mm(source, split["source_train"]), [int(n) for n in target_train.case_lengths.tolist()],
+            slice_mm(target, split["target_train"]), min_organ_pixels(plans.size),
+        )
+    except ValueError as exc:
+        raise LmisaError(f"loss.real_prior: target: {exc}") from exc
 
 
 __all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "check_real_prior", "Case"]

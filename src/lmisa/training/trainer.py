@@ -38,7 +38,7 @@ from lmisa.losses import (
 )
 from lmisa.mlngm import mlngm_channels
 from lmisa.nets import build_critic, count_parameters
-from lmisa.sampling import SliceSampler, organ_slices
+from lmisa.sampling import SliceSampler, min_organ_pixels, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.data import TrainingData, check_real_prior, check_weight_average, online_mlngm
@@ -99,7 +99,7 @@ class Trainer:
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
-        self.real_fraction: float | None = None  # loss.real_prior "target": estimated once, then fixed
+        self.real_fraction: float | None = None  # loss.real_prior "target": from TrainingData, saved with the run
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
@@ -188,6 +188,11 @@ class Trainer:
             )
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
+        if self.cfg.loss.real_prior == "target" and self.real_sampler is not None and self.target_sampler is not None:
+            if self.data.target_organ_fraction is None:
+                raise LmisaError("loss.real_prior: target: the training data carries no target organ fraction "
+                                 "(prepare it with lmisa.training.data.prepare_training_data)")
+            self.match_real_prior(self.data.target_organ_fraction)
 
     def _fixed_val_index(self) -> torch.Tensor:
         """A fixed, deterministic set of source validation slices (labelled ones first)."""
@@ -227,9 +232,6 @@ class Trainer:
 
     def sample_batch(self) -> dict[str, torch.Tensor]:
         aug, g = self.cfg.augment, self.generator
-        if self.real_fraction is None and self.cfg.loss.real_prior == "target" and self.real_sampler is not None \
-                and self.target_sampler is not None and self.adversarial_weight() > 0:
-            self.match_real_prior(self.estimate_target_organ_fraction())
         xs, ys = self.source_sampler.sample()
         xs, ys = augment_batch(xs, ys, aug, g)
         batch = {"xs": self.represent(xs), "ys": ys}
@@ -242,49 +244,20 @@ class Trainer:
             batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
         return batch
 
-    @property
-    def min_organ_pixels(self) -> int:
-        """A label map "holds an organ" from this many foreground pixels on (0.1 % of the frame):
-        a few stray pixels of a prediction do not count."""
-        h, w = self.cfg.data.size
-        return max(1, round(1e-3 * h * w))
-
-    @torch.no_grad()
-    def estimate_target_organ_fraction(self, max_slices: int = 1024) -> float:
-        """Share of target slices (an evenly spaced subset) in which the segmenter predicts an organ.
-
-        Uses target images only; one host sync. Run once, when the adversarial term starts, so that the
-        estimate comes from the segmentation training alone and not from what the critic pushes.
-        """
-        sampler = self.target_sampler
-        idx = torch.linspace(0, sampler.n - 1, min(sampler.n, max_slices), device=self.device).round().long()
-        net = self._bare(self.net)
-        net.eval()
-        hits = torch.zeros((), device=self.device)
-        bs = 4 * self.cfg.train.batch_size  # no gradients: larger batches fit
-        for start in range(0, len(idx), bs):
-            x, _ = sampler.gather(idx[start : start + bs], random_window=False)
-            x = self.represent(x)
-            with self.autocast():
-                seg, _ = net(x)
-            hits += organ_slices(seg.argmax(1), self.min_organ_pixels).sum()
-        net.train()
-        return float(hits) / max(1, len(idx))
-
     def match_real_prior(self, fraction: float) -> None:
         """From now on the critic's real maps hold an organ with probability ``fraction``."""
         self.real_fraction = fraction
-        applied = self.real_sampler.match_organ_fraction(fraction, self.min_organ_pixels)
-        source = float(organ_slices(self.real_sampler.slices.labels, self.min_organ_pixels).float().mean())
+        pixels = min_organ_pixels(tuple(self.data.plans.size))
+        applied = self.real_sampler.match_organ_fraction(fraction, pixels)
+        source = float(organ_slices(self.real_sampler.slices.labels, pixels).float().mean())
+        span = self.data.source_organ_span_mm
+        why = f"the source organs span {span:.0f} mm; " if span is not None else ""
         if not applied:
             self.log.warning("critic real maps: stay uniform (the source slices are all of one kind, %.0f %% "
                              "hold an organ); target estimate %.0f %%", 100 * source, 100 * fraction)
-        elif fraction < 0.05:  # nearly empty real maps reward erasing organs: say so
-            self.log.warning("critic real maps: %.0f %% hold an organ (target estimate; among source slices: "
-                             "%.0f %%): the segmenter finds almost no organ on the target", 100 * fraction, 100 * source)
         else:
-            self.log.info("critic real maps: %.0f %% hold an organ (target estimate; among source slices: %.0f %%)",
-                          100 * fraction, 100 * source)
+            self.log.info("critic real maps: %.0f %% hold an organ (target estimate: %sthe source slices: %.0f %%)",
+                          100 * fraction, why, 100 * source)
 
     def adversarial_weight(self) -> float:
         """w_adv after the warm-up and the linear ramp (a Python float: no host sync)."""

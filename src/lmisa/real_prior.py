@@ -1,0 +1,64 @@
+"""How often the critic's real label maps should hold an organ: as often as the target's slices do,
+estimated from anatomy (``loss.real_prior: target``).
+
+The critic learns the shape of organ maps, but with real maps drawn uniformly over source slices it
+also learns how often organs appear, and that share depends on how far the scans reach, not on the
+organs: abdominal CT that runs from chest to pelvis has an organ on fewer slices than MR of the
+abdomen alone. The generator then meets it by erasing target organs, or by inventing them.
+
+The share is estimated without any target label and without the segmenter: the organs span about
+the same length along the body in both modalities, so their span in the source labels (median over
+cases, mm) divided by each target scan's length (slices x slice spacing) says how many of its slices
+hold an organ, assuming the target scans cover the organs whole (a shorter scan: all its slices).
+
+Example:
+    >>> expected_organ_fraction(200.0, lengths=[100, 60], slice_mm=[5.0, 5.0])  # 500 mm and 300 mm scans
+    0.5
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from lmisa.preprocess import SliceSet
+from lmisa.sampling import organ_slices
+
+__all__ = ["organ_spans_mm", "expected_organ_fraction", "target_organ_fraction"]
+
+
+def organ_spans_mm(labels: SliceSet, slice_mm: Sequence[float], min_pixels: int = 1) -> list[float]:
+    """Per case with an organ: the length (mm) from its first to its last slice holding one."""
+    if labels.labels is None:
+        raise ValueError("organ_spans_mm needs labelled slices")
+    has = organ_slices(labels.labels, min_pixels).cpu().numpy()
+    spans = []
+    for start, n, mm in zip(labels.case_starts.tolist(), labels.case_lengths.tolist(), slice_mm):
+        z = np.flatnonzero(has[start : start + n])
+        if z.size:
+            spans.append(float(z[-1] - z[0] + 1) * float(mm))
+    return spans
+
+
+def expected_organ_fraction(span_mm: float, lengths: Sequence[int], slice_mm: Sequence[float]) -> float:
+    """Share of all slices of scans (``lengths`` slices of ``slice_mm`` each) that an organ region
+    ``span_mm`` long covers, each scan holding it whole or being covered by it."""
+    total = sum(lengths)
+    if total == 0:
+        raise ValueError("expected_organ_fraction needs at least one slice")
+    covered = sum(min(float(n), span_mm / float(mm)) for n, mm in zip(lengths, slice_mm))
+    return covered / total
+
+
+def target_organ_fraction(
+    source: SliceSet, source_slice_mm: Sequence[float], target_lengths: Sequence[int],
+    target_slice_mm: Sequence[float], min_pixels: int = 1,
+) -> tuple[float, float]:
+    """``(fraction, span_mm)``: the organs' median span in the source labels and the share of target
+    slices it covers."""
+    spans = organ_spans_mm(source, source_slice_mm, min_pixels)
+    if not spans:
+        raise ValueError("no source case holds an organ: no span to estimate from")
+    span = float(np.median(spans))
+    return expected_organ_fraction(span, target_lengths, target_slice_mm), span
