@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,13 @@ def test_target_real_prior_comes_from_source_organ_spans_and_target_scan_lengths
                              "loss": {"real_prior": "target"}})
     data3 = prepare_training_data(cfg3, src, tgt, progress=False)
     assert 0.0 < data3.target_organ_fraction <= 1.0 and data3.source_organ_span_mm % 4.0 == 0
+
+
+def test_trainer_applies_the_target_real_prior_or_says_why_not(domains, tmp_path: Path, caplog) -> None:
+    src, tgt = domains
+    cfg = _cfg(loss={"real_prior": "target"}, train={"batch_size": 2})
+    data = prepare_training_data(cfg, src, tgt, progress=False)
+    assert Trainer(cfg, data, tmp_path / "a", progress=False).real_fraction == data.target_organ_fraction
+    by_hand = Trainer(cfg, replace(data, target_organ_fraction=None), tmp_path / "b", progress=False)
+    assert by_hand.real_fraction is None and by_hand.real_sampler.organ_split is None  # uniform
+    assert "carries no target organ fraction" in caplog.text

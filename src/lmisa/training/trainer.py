@@ -189,10 +189,11 @@ class Trainer:
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
         if self.cfg.loss.real_prior == "target" and self.real_sampler is not None and self.target_sampler is not None:
-            if self.data.target_organ_fraction is None:
-                raise LmisaError("loss.real_prior: target: the training data carries no target organ fraction "
-                                 "(prepare it with lmisa.training.data.prepare_training_data)")
-            self.match_real_prior(self.data.target_organ_fraction)
+            if self.data.target_organ_fraction is None:  # TrainingData built by hand
+                self.log.warning("loss.real_prior: target: the training data carries no target organ fraction "
+                                 "(lmisa.training.data.prepare_training_data computes it): real maps stay uniform")
+            else:
+                self.match_real_prior(self.data.target_organ_fraction)
 
     def _fixed_val_index(self) -> torch.Tensor:
         """A fixed, deterministic set of source validation slices (labelled ones first)."""
