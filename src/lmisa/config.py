@@ -72,11 +72,12 @@ class LossConfig:
     real_uniform: bool = True  # real maps drawn uniformly over source slices, like the target batch
     # How often the critic's real maps hold an organ. "source": as often as source slices do. "target":
     # as often as target slices do, estimated from anatomy (lmisa.real_prior: the source labels' organ
-    # span in mm over each target scan's length; no target label, no model). The critic judges shapes;
-    # when the two scans cover different body lengths (CT chest to pelvis: 44 % of slices hold an organ;
-    # MR abdomen: 80 %), "source" also teaches it how often organs appear, and the generator then
-    # erases target organs (docs/RESULTS.md 2, 2a).
-    real_prior: Literal["source", "target"] = "source"
+    # span in mm over each target scan's length; no target label, no model). "auto": "target" where that
+    # estimate is higher than the source's share, "source" otherwise. The critic judges shapes; when the
+    # target scans cover a shorter body length than the source's (MR of the abdomen, 80 % of slices hold
+    # an organ, against CT from chest to pelvis, 44 %), "source" also teaches it that organs are rarer
+    # than they are on the target, and the generator then erases target organs (docs/RESULTS.md 2, 2a).
+    real_prior: Literal["source", "target", "auto"] = "source"
 
 
 @dataclass

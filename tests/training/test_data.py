@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,3 +112,18 @@ def test_trainer_applies_the_target_real_prior_or_says_why_not(domains, tmp_path
     by_hand = Trainer(cfg, replace(data, target_organ_fraction=None), tmp_path / "b", progress=False)
     assert by_hand.real_fraction is None and by_hand.real_sampler.organ_split is None  # uniform
     assert "carries no target organ fraction" in caplog.text
+
+
+def test_auto_real_prior_uses_the_target_estimate_only_where_it_is_higher(domains, tmp_path: Path, caplog) -> None:
+    src, tgt = domains
+    caplog.set_level(logging.INFO)
+    cfg = _cfg(loss={"real_prior": "auto"}, train={"batch_size": 2})
+    data = prepare_training_data(cfg, src, tgt, progress=False)
+    assert data.target_organ_fraction is not None
+    higher = Trainer(cfg, replace(data, target_organ_fraction=1.0), tmp_path / "a", progress=False)
+    assert higher.real_fraction == 1.0 and higher.real_sampler.organ_split is not None
+    lower = Trainer(cfg, replace(data, target_organ_fraction=0.0), tmp_path / "b", progress=False)
+    assert lower.real_fraction is None and lower.real_sampler.organ_split is None  # the default's draws
+    assert "real_prior auto: the target estimate, 0 %, is not higher" in caplog.text
+    paper_like = _cfg(loss={"real_prior": "auto", "real_uniform": False})
+    assert prepare_training_data(paper_like, src, tgt, progress=False).target_organ_fraction is None

@@ -36,7 +36,7 @@ class TrainingData:
     source_train: SliceSet
     source_val: SliceSet
     target_train: SliceSet | None
-    target_organ_fraction: float | None = None  # loss.real_prior "target" (lmisa.real_prior)
+    target_organ_fraction: float | None = None  # loss.real_prior "target" / "auto" (lmisa.real_prior)
     source_organ_span_mm: float | None = None
 
 
@@ -169,7 +169,7 @@ def prepare_training_data(
             len(target_train) if target_train is not None else "-",
         )
     fraction = span = None
-    if cfg.loss.real_prior == "target" and cfg.uses_critic and target_train is not None:
+    if cfg.loss.real_prior != "source" and cfg.loss.real_uniform and cfg.uses_critic and target_train is not None:
         fraction, span = _target_organ_fraction(plans, labelled, unlabelled, split, source_train, target_train)
     return TrainingData(plans, split, source_train, source_val, target_train, fraction, span)
 
@@ -194,7 +194,7 @@ def _target_organ_fraction(
             slice_mm(target, split["target_train"]), min_organ_pixels(plans.size),
         )
     except ValueError as exc:
-        raise LmisaError(f"loss.real_prior: target: {exc}") from exc
+        raise LmisaError(f"loss.real_prior: {exc}") from exc
 
 
 __all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "check_real_prior", "Case"]

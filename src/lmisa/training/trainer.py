@@ -99,7 +99,7 @@ class Trainer:
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
-        self.real_fraction: float | None = None  # loss.real_prior "target": from TrainingData, saved with the run
+        self.real_fraction: float | None = None  # loss.real_prior "target"/"auto" when applied; saved with the run
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
@@ -188,12 +188,17 @@ class Trainer:
             )
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
-        if self.cfg.loss.real_prior == "target" and self.real_sampler is not None and self.target_sampler is not None:
-            if self.data.target_organ_fraction is None:  # TrainingData built by hand
-                self.log.warning("loss.real_prior: target: the training data carries no target organ fraction "
-                                 "(lmisa.training.data.prepare_training_data computes it): real maps stay uniform")
+        prior = self.cfg.loss.real_prior
+        if prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
+            fraction = self.data.target_organ_fraction
+            if fraction is None:  # TrainingData built by hand
+                self.log.warning("loss.real_prior: %s: the training data carries no target organ fraction "
+                                 "(lmisa.training.data.prepare_training_data computes it): real maps stay uniform", prior)
+            elif prior == "target" or fraction > self.source_organ_share():
+                self.match_real_prior(fraction)
             else:
-                self.match_real_prior(self.data.target_organ_fraction)
+                self.log.info("critic real maps: as the source slices, %.0f %% hold an organ (real_prior auto: "
+                              "the target estimate, %.0f %%, is not higher)", 100 * self.source_organ_share(), 100 * fraction)
 
     def _fixed_val_index(self) -> torch.Tensor:
         """A fixed, deterministic set of source validation slices (labelled ones first)."""
@@ -245,12 +250,16 @@ class Trainer:
             batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
         return batch
 
+    def source_organ_share(self) -> float:
+        """Share of the critic's source label maps that hold an organ (``min_organ_pixels``)."""
+        pixels = min_organ_pixels(tuple(self.data.plans.size))
+        return float(organ_slices(self.real_sampler.slices.labels, pixels).float().mean())
+
     def match_real_prior(self, fraction: float) -> None:
         """From now on the critic's real maps hold an organ with probability ``fraction``."""
         self.real_fraction = fraction
-        pixels = min_organ_pixels(tuple(self.data.plans.size))
-        applied = self.real_sampler.match_organ_fraction(fraction, pixels)
-        source = float(organ_slices(self.real_sampler.slices.labels, pixels).float().mean())
+        applied = self.real_sampler.match_organ_fraction(fraction, min_organ_pixels(tuple(self.data.plans.size)))
+        source = self.source_organ_share()
         span = self.data.source_organ_span_mm
         why = f"the source organs span {span:.0f} mm; " if span is not None else ""
         if not applied:
