@@ -77,7 +77,7 @@ class LossConfig:
     # target scans cover a shorter body length than the source's (MR of the abdomen, 80 % of slices hold
     # an organ, against CT from chest to pelvis, 44 %), "source" also teaches it that organs are rarer
     # than they are on the target, and the generator then erases target organs (docs/RESULTS.md 2, 2a).
-    real_prior: Literal["source", "target", "auto"] = "source"
+    real_prior: Literal["source", "target", "auto"] = "auto"
 
 
 @dataclass
@@ -214,7 +214,7 @@ def apply_variant(cfg: Config, variant: str) -> Config:
             cfg.augment = _without_appearance(cfg.augment)  # ... and translate images as they are
     elif variant == "lmisa_paper":
         cfg.loss = LossConfig(seg="ce", w_seg=40.0, w_recon=40.0, w_adv=1.0, gp_weight=10.0, adv_warmup=0.0,
-                              adv_ramp=0.0, real_uniform=False)
+                              adv_ramp=0.0, real_uniform=False, real_prior="source")
         cfg.model = ModelConfig(norm="none", recon_from="decoder")
         cfg.data.context_slices = 0
         cfg.post.largest_component = False

@@ -95,8 +95,11 @@ def test_target_real_prior_comes_from_source_organ_spans_and_target_scan_lengths
     span = float(np.median(spans))
     assert data.source_organ_span_mm == span
     assert data.target_organ_fraction == pytest.approx(min(5.0, span / 8.0) / 5.0)  # both target cases alike
-    plain = prepare_training_data(Config.from_dict({"data": DATA}), src, tgt, progress=False)
+    plain = prepare_training_data(Config.from_dict({"data": DATA, "loss": {"real_prior": "source"}}), src, tgt,
+                                  progress=False)
     assert plain.target_organ_fraction is None
+    assert prepare_training_data(Config.from_dict({"data": DATA}), src, tgt, progress=False).target_organ_fraction == \
+        data.target_organ_fraction  # the default, "auto", needs it too
     # 3D: the volumes are resampled to spacing_z, which then measures the slices of both
     cfg3 = Config.from_dict({"data": dict(DATA, spacing_z=4.0, patch=[8, 16, 16]), "train": {"dims": 3},
                              "loss": {"real_prior": "target"}})
