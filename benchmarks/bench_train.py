@@ -33,6 +33,7 @@ def fake_slices(n: int, size: int, labelled: bool, seed: int) -> SliceSet:
 
 def bench(variant: str, args: argparse.Namespace, run_dir) -> dict:
     cfg = apply_variant(Config(), variant)
+    cfg.loss.real_prior = "source"  # random slices: no anatomy to estimate an organ share from
     cfg.train.batch_size = args.batch
     cfg.data.size = (args.size, args.size)
     plans = Plans(spacing=(1.5, 1.5), size=(args.size, args.size), labels=LABELS)

@@ -9,7 +9,7 @@ import torch
 
 import lmisa.real_prior
 from lmisa.preprocess import SliceSet
-from lmisa.real_prior import expected_organ_fraction, organ_spans_mm, target_organ_fraction
+from lmisa.real_prior import estimate_organ_share, expected_organ_fraction, organ_spans_mm
 
 
 def _cases(*organ_slices_per_case: tuple[int, list[int]]) -> SliceSet:
@@ -41,12 +41,13 @@ def test_expected_fraction_covers_long_scans_partly_and_short_ones_whole() -> No
         expected_organ_fraction(200.0, [], [])
 
 
-def test_target_fraction_takes_the_median_source_span() -> None:
+def test_the_estimate_takes_the_median_source_span_for_both_sides() -> None:
     source = _cases((10, [1, 2]), (10, [1, 2, 3]), (10, [0, 1, 2, 3, 4, 5, 6, 7]))  # 20, 30, 80 mm at 10 mm
-    fraction, span = target_organ_fraction(source, [10.0] * 3, [20, 5], [5.0, 5.0])
-    assert span == 30.0 and fraction == pytest.approx((6 + 5) / 25)
-    with pytest.raises(ValueError, match="no source case holds an organ"):
-        target_organ_fraction(_cases((4, [])), [1.0], [4], [1.0])
+    share = estimate_organ_share(source, [10.0] * 3, [20, 5], [5.0, 5.0])
+    assert share.span_mm == 30.0 and share.target == pytest.approx((6 + 5) / 25)
+    assert share.source == pytest.approx(3 * 3 / 30)  # 30 mm of each 100 mm source scan
+    with pytest.raises(ValueError, match="no source case has a slice with 1 or more organ pixels"):
+        estimate_organ_share(_cases((4, [])), [1.0], [4], [1.0])
 
 
 def test_docstring_examples_run() -> None:

@@ -73,7 +73,7 @@ class LossConfig:
     # How often the critic's real maps hold an organ. "source": as often as source slices do. "target":
     # as often as target slices do, estimated from anatomy (lmisa.real_prior: the source labels' organ
     # span in mm over each target scan's length; no target label, no model). "auto": "target" where that
-    # estimate is higher than the source's share, "source" otherwise. The critic judges shapes; when the
+    # estimate is higher for the target scans than for the source scans, "source" otherwise. The critic judges shapes; when the
     # target scans cover a shorter body length than the source's (MR of the abdomen, 80 % of slices hold
     # an organ, against CT from chest to pelvis, 44 %), "source" also teaches it that organs are rarer
     # than they are on the target, and the generator then erases target organs (docs/RESULTS.md 2, 2a).

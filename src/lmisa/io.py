@@ -91,9 +91,8 @@ def load_nifti_header(path: str | os.PathLike) -> nib.Nifti1Image:
 
 
 def slice_spacing_mm(path: str | os.PathLike) -> float:
-    """Through-plane voxel size (mm) of an image: from the header alone for NIfTI files."""
-    affine = load_nifti_header(path).affine if is_nifti(path) else read_image(path).affine
-    return float(np.linalg.norm(np.asarray(affine)[:3, 2]))
+    """Through-plane voxel size (mm) of a NIfTI image, from its header alone."""
+    return float(np.linalg.norm(np.asarray(load_nifti_header(path).affine)[:3, 2]))
 
 
 def read_image(path: str | os.PathLike, dtype: np.dtype | type | None = np.float32) -> MedicalImage:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from lmisa.preprocess import SliceSet
 from lmisa.sampling import organ_slices
 
-__all__ = ["organ_spans_mm", "expected_organ_fraction", "target_organ_fraction"]
+__all__ = ["OrganShare", "organ_spans_mm", "expected_organ_fraction", "estimate_organ_share"]
 
 
 def organ_spans_mm(labels: SliceSet, slice_mm: Sequence[float], min_pixels: int = 1) -> list[float]:
@@ -51,14 +52,28 @@ def expected_organ_fraction(span_mm: float, lengths: Sequence[int], slice_mm: Se
     return covered / total
 
 
-def target_organ_fraction(
+@dataclass(frozen=True)
+class OrganShare:
+    """Expected share of slices holding an organ, by the same estimate on both sides."""
+
+    target: float  # over the target scans: what the critic's real maps are drawn with
+    source: float  # over the source scans: what "auto" compares it with
+    span_mm: float  # the organs' median span in the source labels
+
+
+def estimate_organ_share(
     source: SliceSet, source_slice_mm: Sequence[float], target_lengths: Sequence[int],
     target_slice_mm: Sequence[float], min_pixels: int = 1,
-) -> tuple[float, float]:
-    """``(fraction, span_mm)``: the organs' median span in the source labels and the share of target
-    slices it covers."""
+) -> OrganShare:
+    """The organs' median span in the source labels, and the share of slices it covers in the target
+    scans and in the source scans."""
     spans = organ_spans_mm(source, source_slice_mm, min_pixels)
     if not spans:
-        raise ValueError("no source case holds an organ: no span to estimate from")
+        raise ValueError(f"no source case has a slice with {min_pixels} or more organ pixels: no organ span to estimate from")
     span = float(np.median(spans))
-    return expected_organ_fraction(span, target_lengths, target_slice_mm), span
+    source_lengths = [int(n) for n in source.case_lengths.tolist()]
+    return OrganShare(
+        target=expected_organ_fraction(span, target_lengths, target_slice_mm),
+        source=expected_organ_fraction(span, source_lengths, source_slice_mm),
+        span_mm=span,
+    )

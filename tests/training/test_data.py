@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import logging
 from dataclasses import replace
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from lmisa.augment import standardise
 from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import read_label
+from lmisa.real_prior import OrganShare, expected_organ_fraction
 from lmisa.mlngm import mlngm_channels
 from lmisa.training import train
 from lmisa.training.data import check_augment, prepare_training_data
@@ -81,40 +84,68 @@ def test_appearance_options_on_raw_input_need_no_mlngm_switch() -> None:
     check_augment(_cfg(data={**DATA, "input": "raw"}, augment={"remap_prob": 0.5, "bias_field": 0.2}))
 
 
-def test_target_real_prior_comes_from_source_organ_spans_and_target_scan_lengths(tmp_path: Path, nnunet_factory,
-                                                                                   monkeypatch) -> None:
+def _respace(path: Path, z_mm: float, depth: int | None = None) -> None:
+    """Rewrite a NIfTI file with another slice spacing (and, optionally, only its first ``depth`` slices)."""
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj)[..., :depth]
+    affine = img.affine.copy()
+    affine[:3, 2] *= z_mm / float(np.linalg.norm(affine[:3, 2]))
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+
+
+def test_organ_share_comes_from_source_organ_spans_and_target_scan_lengths(tmp_path: Path, nnunet_factory,
+                                                                           monkeypatch) -> None:
     monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
-    src = nnunet_factory("src", n_cases=3, shape=(6, 20, 20), spacing=(3.0, 1.5, 1.5), labels=LABELS, seed=0)
+    src = nnunet_factory("src", n_cases=4, shape=(6, 20, 20), spacing=(3.0, 1.5, 1.5), labels=LABELS, seed=0)
     tgt = nnunet_factory("tgt", n_cases=2, shape=(5, 20, 20), spacing=(8.0, 1.5, 1.5), labels=LABELS, seed=1)
-    cfg = Config.from_dict({"data": DATA, "loss": {"real_prior": "target"}})
-    data = prepare_training_data(cfg, src, tgt, progress=False)
-    spans = []
+    for folder, name in (("imagesTr", "case_001_0000"), ("labelsTr", "case_001")):  # cases that differ
+        _respace(src / folder / f"{name}.nii.gz", 6.0)
+    _respace(tgt / "imagesTr" / "case_001_0000.nii.gz", 2.0, depth=3)
+    shutil.rmtree(tgt / "labelsTr")  # the estimate needs no target label
+    data = prepare_training_data(Config.from_dict({"data": DATA, "loss": {"real_prior": "target"}}), src, tgt,
+                                 progress=False)
+    spans, src_len, src_mm = [], [], []
     for name in data.split["source_train"]:
-        z = np.flatnonzero(read_label(src / "labelsTr" / f"{name}.nii.gz").array.reshape(6, -1).any(1))
-        spans.append((z[-1] - z[0] + 1) * 3.0)
-    span = float(np.median(spans))
-    assert data.source_organ_span_mm == span
-    assert data.target_organ_fraction == pytest.approx(min(5.0, span / 8.0) / 5.0)  # both target cases alike
+        label = read_label(src / "labelsTr" / f"{name}.nii.gz")
+        z = np.flatnonzero(label.array.reshape(label.shape[0], -1).any(1))
+        spans.append((z[-1] - z[0] + 1) * label.spacing[0])
+        src_len.append(label.shape[0])
+        src_mm.append(label.spacing[0])
+    assert len(set(src_mm)) == 2
+    share = data.organ_share
+    assert share.span_mm == pytest.approx(float(np.median(spans)))
+    assert share.target == pytest.approx(expected_organ_fraction(share.span_mm, [5, 3], [8.0, 2.0]))
+    assert share.source == pytest.approx(expected_organ_fraction(share.span_mm, src_len, src_mm))
     plain = prepare_training_data(Config.from_dict({"data": DATA, "loss": {"real_prior": "source"}}), src, tgt,
                                   progress=False)
-    assert plain.target_organ_fraction is None
-    assert prepare_training_data(Config.from_dict({"data": DATA}), src, tgt, progress=False).target_organ_fraction == \
-        data.target_organ_fraction  # the default, "auto", needs it too
+    assert plain.organ_share is None
+    assert prepare_training_data(Config.from_dict({"data": DATA}), src, tgt, progress=False).organ_share == share
     # 3D: the volumes are resampled to spacing_z, which then measures the slices of both
     cfg3 = Config.from_dict({"data": dict(DATA, spacing_z=4.0, patch=[8, 16, 16]), "train": {"dims": 3},
                              "loss": {"real_prior": "target"}})
-    data3 = prepare_training_data(cfg3, src, tgt, progress=False)
-    assert 0.0 < data3.target_organ_fraction <= 1.0 and data3.source_organ_span_mm % 4.0 == 0
+    share3 = prepare_training_data(cfg3, src, tgt, progress=False).organ_share
+    tgt3 = prepare_training_data(cfg3, src, tgt, progress=False).target_train.case_lengths.tolist()
+    assert share3.span_mm % 4.0 == 0 and share3.target == pytest.approx(expected_organ_fraction(share3.span_mm, tgt3, [4.0] * 2))
+
+
+def test_no_organ_span_is_an_error_for_target_and_a_warning_for_auto(domains, tmp_path: Path, caplog) -> None:
+    src, tgt = domains
+    big = {**DATA, "size": [2048, 2048]}  # 0.1 % of the frame: more pixels than any organ here
+    with pytest.raises(LmisaError, match="loss.real_prior: target: no source case has a slice with 4194 or more"):
+        prepare_training_data(_cfg(data=big, loss={"real_prior": "target"}), src, tgt, progress=False)
+    log = logging.getLogger("test")
+    data = prepare_training_data(_cfg(data=big, loss={"real_prior": "auto"}), src, tgt, progress=False, log=log)
+    assert data.organ_share is None and "real maps stay uniform" in caplog.text
 
 
 def test_trainer_applies_the_target_real_prior_or_says_why_not(domains, tmp_path: Path, caplog) -> None:
     src, tgt = domains
     cfg = _cfg(loss={"real_prior": "target"}, train={"batch_size": 2})
     data = prepare_training_data(cfg, src, tgt, progress=False)
-    assert Trainer(cfg, data, tmp_path / "a", progress=False).real_fraction == data.target_organ_fraction
-    by_hand = Trainer(cfg, replace(data, target_organ_fraction=None), tmp_path / "b", progress=False)
+    assert Trainer(cfg, data, tmp_path / "a", progress=False).real_fraction == data.organ_share.target
+    by_hand = Trainer(cfg, replace(data, organ_share=None), tmp_path / "b", progress=False)
     assert by_hand.real_fraction is None and by_hand.real_sampler.organ_split is None  # uniform
-    assert "carries no target organ fraction" in caplog.text
+    assert "no organ-share estimate" in caplog.text
 
 
 def test_auto_real_prior_uses_the_target_estimate_only_where_it_is_higher(domains, tmp_path: Path, caplog) -> None:
@@ -122,11 +153,11 @@ def test_auto_real_prior_uses_the_target_estimate_only_where_it_is_higher(domain
     caplog.set_level(logging.INFO)
     cfg = _cfg(loss={"real_prior": "auto"}, train={"batch_size": 2})
     data = prepare_training_data(cfg, src, tgt, progress=False)
-    assert data.target_organ_fraction is not None
-    higher = Trainer(cfg, replace(data, target_organ_fraction=1.0), tmp_path / "a", progress=False)
-    assert higher.real_fraction == 1.0 and higher.real_sampler.organ_split is not None
-    lower = Trainer(cfg, replace(data, target_organ_fraction=0.0), tmp_path / "b", progress=False)
+    assert data.organ_share is not None
+    higher = Trainer(cfg, replace(data, organ_share=OrganShare(0.9, 0.5, 100.0)), tmp_path / "a", progress=False)
+    assert higher.real_fraction == 0.9 and higher.real_sampler.organ_split is not None
+    lower = Trainer(cfg, replace(data, organ_share=OrganShare(0.5, 0.9, 100.0)), tmp_path / "b", progress=False)
     assert lower.real_fraction is None and lower.real_sampler.organ_split is None  # the default's draws
-    assert "real_prior auto: the target estimate, 0 %, is not higher" in caplog.text
+    assert "real_prior auto: the target scans are estimated at 50 %, the source scans at 90 %" in caplog.text
     paper_like = _cfg(loss={"real_prior": "auto", "real_uniform": False})
-    assert prepare_training_data(paper_like, src, tgt, progress=False).target_organ_fraction is None
+    assert prepare_training_data(paper_like, src, tgt, progress=False).organ_share is None

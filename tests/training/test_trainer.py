@@ -12,6 +12,7 @@ import torch
 
 import lmisa.io
 from lmisa.errors import LmisaError
+from lmisa.real_prior import OrganShare
 from lmisa.training import train
 from conftest import train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint
@@ -198,9 +199,12 @@ def test_target_real_prior_is_applied_logged_saved_and_resumed(domains, tmp_path
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")
     assert 0.0 < a["real_fraction"] <= 1.0
     train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=cfg)
+    # a resumed run goes on with the share it started with, even if the data now say otherwise
+    import lmisa.training.data as data_module
+    monkeypatch.setattr(data_module, "estimate_organ_share", lambda *args: OrganShare(0.123, 0.0, 1.0))
     resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
     b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
-    assert b["real_fraction"] == a["real_fraction"]
+    assert b["real_fraction"] == a["real_fraction"] != 0.123
     for key in ("net", "critic"):
         for name, tensor in a[key].items():
             torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")

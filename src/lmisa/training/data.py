@@ -25,7 +25,7 @@ from lmisa.preprocess import (
     median_inplane_spacing,
     median_slice_spacing,
 )
-from lmisa.real_prior import target_organ_fraction
+from lmisa.real_prior import OrganShare, estimate_organ_share
 from lmisa.sampling import min_organ_pixels
 
 
@@ -36,8 +36,7 @@ class TrainingData:
     source_train: SliceSet
     source_val: SliceSet
     target_train: SliceSet | None
-    target_organ_fraction: float | None = None  # loss.real_prior "target" / "auto" (lmisa.real_prior)
-    source_organ_span_mm: float | None = None
+    organ_share: OrganShare | None = None  # loss.real_prior "target" / "auto" (lmisa.real_prior)
 
 
 def _raise_problems(problems: list, what: str) -> None:
@@ -168,18 +167,24 @@ def prepare_training_data(
             len(source_val),
             len(target_train) if target_train is not None else "-",
         )
-    fraction = span = None
+    share = None
     if cfg.loss.real_prior != "source" and cfg.loss.real_uniform and cfg.uses_critic and target_train is not None:
-        fraction, span = _target_organ_fraction(plans, labelled, unlabelled, split, source_train, target_train)
-    return TrainingData(plans, split, source_train, source_val, target_train, fraction, span)
+        try:
+            share = _organ_share(plans, labelled, unlabelled, split, source_train, target_train)
+        except ValueError as exc:  # no organ span in the source labels
+            if cfg.loss.real_prior == "target":
+                raise LmisaError(f"loss.real_prior: target: {exc}") from exc
+            if log:
+                log.warning("loss.real_prior: auto: %s; the critic's real maps stay uniform", exc)
+    return TrainingData(plans, split, source_train, source_val, target_train, share)
 
 
-def _target_organ_fraction(
+def _organ_share(
     plans: Plans, source: Domain, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
     target_train: SliceSet,
-) -> tuple[float, float]:
-    """The share of target slices that hold an organ, from the source labels' organ span and the
-    target scans' lengths (no target label). Slice spacings: the headers' in 2D (slices are kept),
+) -> OrganShare:
+    """How often source and target slices hold an organ, from the source labels' organ span and the
+    scans' lengths (no target label). Slice spacings: the headers' in 2D (slices are kept),
     ``spacing_z`` in 3D (volumes are resampled to it)."""
 
     def slice_mm(domain: Domain, names: list[str]) -> list[float]:
@@ -188,13 +193,9 @@ def _target_organ_fraction(
         images = {c.name: c.image for c in domain.cases("train")}
         return [slice_spacing_mm(images[n]) for n in names]
 
-    try:
-        return target_organ_fraction(
-            source_train, slice_mm(source, split["source_train"]), [int(n) for n in target_train.case_lengths.tolist()],
-            slice_mm(target, split["target_train"]), min_organ_pixels(plans.size),
-        )
-    except ValueError as exc:
-        raise LmisaError(f"loss.real_prior: {exc}") from exc
+    source_mm, target_mm = slice_mm(source, split["source_train"]), slice_mm(target, split["target_train"])
+    lengths = [int(n) for n in target_train.case_lengths.tolist()]
+    return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
 
 
 __all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "check_real_prior", "Case"]

@@ -188,17 +188,17 @@ class Trainer:
             )
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
-        prior = self.cfg.loss.real_prior
+        prior, share = self.cfg.loss.real_prior, self.data.organ_share
         if prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
-            fraction = self.data.target_organ_fraction
-            if fraction is None:  # TrainingData built by hand
-                self.log.warning("loss.real_prior: %s: the training data carries no target organ fraction "
-                                 "(lmisa.training.data.prepare_training_data computes it): real maps stay uniform", prior)
-            elif prior == "target" or fraction > self.source_organ_share():
-                self.match_real_prior(fraction)
+            if share is None:  # no organ span in the source labels, or TrainingData built by hand
+                self.log.warning("loss.real_prior: %s: no organ-share estimate in the training data "
+                                 "(lmisa.training.data.prepare_training_data makes it): real maps stay uniform", prior)
+            elif prior == "target" or share.target > share.source:
+                self.match_real_prior(share.target)
             else:
-                self.log.info("critic real maps: as the source slices, %.0f %% hold an organ (real_prior auto: "
-                              "the target estimate, %.0f %%, is not higher)", 100 * self.source_organ_share(), 100 * fraction)
+                self.log.info("critic real maps: drawn uniformly, %.0f %% hold an organ (real_prior auto: the target "
+                              "scans are estimated at %.0f %%, the source scans at %.0f %%)",
+                              100 * self.source_organ_share(), 100 * share.target, 100 * share.source)
 
     def _fixed_val_index(self) -> torch.Tensor:
         """A fixed, deterministic set of source validation slices (labelled ones first)."""
@@ -260,8 +260,8 @@ class Trainer:
         self.real_fraction = fraction
         applied = self.real_sampler.match_organ_fraction(fraction, min_organ_pixels(tuple(self.data.plans.size)))
         source = self.source_organ_share()
-        span = self.data.source_organ_span_mm
-        why = f"the source organs span {span:.0f} mm; " if span is not None else ""
+        share = self.data.organ_share
+        why = f"the source organs span {share.span_mm:.0f} mm; " if share is not None else ""
         if not applied:
             self.log.warning("critic real maps: stay uniform (the source slices are all of one kind, %.0f %% "
                              "hold an organ); target estimate %.0f %%", 100 * source, 100 * fraction)
@@ -519,8 +519,9 @@ class Trainer:
             self._bare(self.critic).load_state_dict(state["critic"])
             self.opt_critic.load_state_dict(state["opt_critic"])
             self.sched_critic.load_state_dict(state["sched_critic"])
-        if state.get("real_fraction") is not None and self.real_sampler is not None:
-            self.match_real_prior(float(state["real_fraction"]))
+        saved = state.get("real_fraction")
+        if saved is not None and self.real_sampler is not None and float(saved) != self.real_fraction:
+            self.match_real_prior(float(saved))  # the run goes on with the share it started with
         self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.history = list(state["history"])
