@@ -169,23 +169,18 @@ def prepare_training_data(
         )
     share = None
     if cfg.loss.real_prior != "source" and cfg.loss.real_uniform and cfg.uses_critic and target_train is not None:
-        try:
-            share = _organ_share(plans, labelled, unlabelled, split, source_train, target_train)
-        except ValueError as exc:  # no organ span in the source labels
-            if cfg.loss.real_prior == "target":
-                raise LmisaError(f"loss.real_prior: target: {exc}") from exc
-            if log:
-                log.warning("loss.real_prior: auto: %s; the critic's real maps stay uniform", exc)
+        share = _organ_share(cfg, plans, labelled, unlabelled, split, source_train, target_train, log)
     return TrainingData(plans, split, source_train, source_val, target_train, share)
 
 
 def _organ_share(
-    plans: Plans, source: Domain, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
-    target_train: SliceSet,
-) -> OrganShare:
+    cfg: Config, plans: Plans, source: Domain, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
+    target_train: SliceSet, log: logging.Logger | None,
+) -> OrganShare | None:
     """How often source and target slices hold an organ, from the source labels' organ span and the
     scans' lengths (no target label). Slice spacings: the headers' in 2D (slices are kept),
-    ``spacing_z`` in 3D (volumes are resampled to it)."""
+    ``spacing_z`` in 3D (volumes are resampled to it). Without an organ span in the source labels:
+    an error for ``real_prior: target``, a warning and None (uniform real maps) for ``auto``."""
 
     def slice_mm(domain: Domain, names: list[str]) -> list[float]:
         if plans.dims == 3 and plans.spacing_z:
@@ -195,7 +190,14 @@ def _organ_share(
 
     source_mm, target_mm = slice_mm(source, split["source_train"]), slice_mm(target, split["target_train"])
     lengths = [int(n) for n in target_train.case_lengths.tolist()]
-    return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
+    try:
+        return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
+    except ValueError as exc:
+        if cfg.loss.real_prior == "target":
+            raise LmisaError(f"loss.real_prior: target: {exc}") from exc
+        if log:
+            log.warning("loss.real_prior: auto: %s; the critic's real maps stay uniform", exc)
+        return None
 
 
 __all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "check_real_prior", "Case"]
