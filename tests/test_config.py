@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lmisa.config import PAPER_LR, VARIANTS, Config, apply_variant
+from lmisa.config import DEFAULT_EMA_DECAY, PAPER_LR, VARIANTS, Config, apply_variant
 from lmisa.errors import LmisaError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -62,3 +62,16 @@ def test_paper_variant_keeps_the_papers_learning_rate() -> None:
     paper = apply_variant(cfg, "lmisa_paper").train
     assert (paper.lr, paper.critic_lr) == (PAPER_LR, PAPER_LR)
     assert apply_variant(cfg, "lmisa").train.lr == 0.01  # every other variant takes the configured rate
+
+
+@pytest.mark.parametrize("variant, decay", [("lmisa", DEFAULT_EMA_DECAY), ("source_only", DEFAULT_EMA_DECAY),
+                                            ("no_shape", DEFAULT_EMA_DECAY), ("lmisa_paper", 0.0), ("sifa", 0.0)])
+def test_weight_average_default_is_resolved_per_variant(variant: str, decay: float) -> None:
+    cfg = apply_variant(Config(), variant)
+    assert cfg.train.ema_decay == decay  # the saved config says what ran
+
+
+def test_weight_average_set_by_the_user_is_kept() -> None:
+    cfg = Config.from_dict({"train": {"ema_decay": 0.0}})
+    assert apply_variant(cfg, "lmisa").train.ema_decay == 0.0
+    assert apply_variant(Config.from_dict({"train": {"ema_decay": 0.9}}), "lmisa_paper").train.ema_decay == 0.9

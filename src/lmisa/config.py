@@ -24,6 +24,7 @@ from lmisa.errors import LmisaError
 LMISA_VARIANTS = ("lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "source_only", "supervised")
 PEER_VARIANTS = ("cyclegan_seg", "adaoutput", "sifa")  # other UDA methods, trained by their own Trainer subclasses
 VARIANTS = LMISA_VARIANTS + PEER_VARIANTS
+DEFAULT_EMA_DECAY = 0.99  # train.ema_decay of the LMISA variants: a ~100-step average (docs/RESULTS.md 2c)
 PAPER_LR = 1e-3  # the authors' Adam learning rate, generator and critic (METHOD.md section 4)
 
 
@@ -108,7 +109,10 @@ class TrainConfig:
     critic_lr: float = 2e-3
     lr_decay: float = 0.8
     lr_decay_every: int = 10  # epochs
-    ema_decay: float = 0.0  # > 0: validate, select and predict with an exponential moving average of the weights
+    # > 0: validate, select and predict with an exponential moving average of the segmenter's weights.
+    # None: the variant's default, DEFAULT_EMA_DECAY for the LMISA variants (adopted by a rule written
+    # before the runs, docs/RESULTS.md 2c), off for lmisa_paper and the peers (resolved by apply_variant).
+    ema_decay: float | None = None
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
@@ -147,6 +151,13 @@ class Config:
     @property
     def is_peer(self) -> bool:
         return self.variant in PEER_VARIANTS
+
+    @property
+    def weight_average_decay(self) -> float:
+        """``train.ema_decay``, or the variant's default where it is None (0: no weight average)."""
+        if self.train.ema_decay is not None:
+            return self.train.ema_decay
+        return 0.0 if self.is_peer or self.variant == "lmisa_paper" else DEFAULT_EMA_DECAY
 
     @property
     def uses_critic(self) -> bool:
@@ -220,6 +231,7 @@ def apply_variant(cfg: Config, variant: str) -> Config:
         cfg.post.largest_component = False
         cfg.augment = _without_appearance(cfg.augment)
         cfg.train = dataclasses.replace(cfg.train, lr=PAPER_LR, critic_lr=PAPER_LR)
+    cfg.train.ema_decay = cfg.weight_average_decay  # the saved config says what ran
     return cfg
 
 

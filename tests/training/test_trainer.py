@@ -170,7 +170,7 @@ def test_weight_average_is_validated_saved_resumed_and_predicted_with(domains, t
 def test_weight_average_moves_towards_the_weights_by_one_minus_decay() -> None:
     net = torch.nn.Linear(2, 1)
     trainer = Trainer.__new__(Trainer)  # only what update_ema reads
-    trainer.net, trainer.cfg = net, type("C", (), {"train": type("T", (), {"ema_decay": 0.75})})()
+    trainer.net, trainer.cfg = net, type("C", (), {"weight_average_decay": 0.75})()
     trainer.ema = torch.nn.Linear(2, 1)
     before = trainer.ema.weight.detach().clone()
     trainer.update_ema()

@@ -145,7 +145,7 @@ class Trainer:
         import copy
 
         self.ema = None
-        if self.cfg.train.ema_decay > 0:
+        if self.cfg.weight_average_decay > 0:
             self.ema = copy.deepcopy(self._bare(self.net)).requires_grad_(False)
 
     @torch.no_grad()
@@ -153,7 +153,7 @@ class Trainer:
         """ema <- decay * ema + (1 - decay) * net, every tensor at once (no host sync)."""
         net = self._bare(self.net)
         ema_p, net_p = list(self.ema.parameters()), list(net.parameters())
-        torch._foreach_lerp_(ema_p, net_p, 1.0 - self.cfg.train.ema_decay)
+        torch._foreach_lerp_(ema_p, net_p, 1.0 - self.cfg.weight_average_decay)
         for b_ema, b in zip(self.ema.buffers(), net.buffers()):
             b_ema.copy_(b)
 
