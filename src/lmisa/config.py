@@ -111,7 +111,8 @@ class TrainConfig:
     lr_decay_every: int = 10  # epochs
     # > 0: validate, select and predict with an exponential moving average of the segmenter's weights.
     # None: the variant's default, DEFAULT_EMA_DECAY for the LMISA variants (adopted by a rule written
-    # before the runs, docs/RESULTS.md 2c), off for lmisa_paper and the peers (resolved by apply_variant).
+    # before the runs, docs/RESULTS.md 2c), off for lmisa_paper and the peers; a run's saved config holds
+    # the resolved number (lmisa.training.resolve_config).
     ema_decay: float | None = None
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -231,7 +232,6 @@ def apply_variant(cfg: Config, variant: str) -> Config:
         cfg.post.largest_component = False
         cfg.augment = _without_appearance(cfg.augment)
         cfg.train = dataclasses.replace(cfg.train, lr=PAPER_LR, critic_lr=PAPER_LR)
-    cfg.train.ema_decay = cfg.weight_average_decay  # the saved config says what ran
     return cfg
 
 

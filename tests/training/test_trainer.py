@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import lmisa.io
+from lmisa.config import DEFAULT_EMA_DECAY, Config
 from lmisa.errors import LmisaError
 from lmisa.real_prior import OrganShare
 from lmisa.training import train
@@ -75,10 +76,22 @@ def test_resume_equals_straight_run(domains, tmp_path: Path, monkeypatch) -> Non
 
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")
     b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
-    for key in ("net", "critic"):
+    for key in ("net", "critic", "ema"):  # the weight average is on by default
         for name, tensor in a[key].items():
             torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
     assert [r["epoch"] for r in b["history"]] == [1, 2, 3]
+    assert Config.load(straight / "config.yaml").train.ema_decay == DEFAULT_EMA_DECAY  # the saved config says what ran
+
+
+def test_a_run_saved_before_the_weight_average_resumes_without_one(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    cut = tmp_path / "cut"
+    train_cut_after_first_epoch(monkeypatch, src, tgt, cut, overrides={**TINY, "train": dict(TINY["train"], ema_decay=0.0)})
+    saved = Config.load(cut / "config.yaml")
+    saved.train.ema_decay = None  # as an older lmisa wrote it: no such key
+    saved.save(cut / "config.yaml")
+    resumed = train(src, tgt, out=cut, resume=True, progress=False)
+    assert "ema" not in load_checkpoint(resumed / "checkpoints" / "latest.pt")
 
 
 @pytest.mark.parametrize("variant", ["lmisa", "no_mlngm", "no_recon", "no_shape", "source_only"])

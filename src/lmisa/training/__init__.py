@@ -49,6 +49,7 @@ def resolve_config(
             raise LmisaError(f"data.patch {tuple(cfg.data.patch)}: every side must be a multiple of {depth}")
         if any(p > s for p, s in zip(cfg.data.patch[1:], cfg.data.size)):
             raise LmisaError(f"data.patch {tuple(cfg.data.patch)} is larger in-plane than data.size {tuple(cfg.data.size)}")
+    cfg.train.ema_decay = cfg.weight_average_decay  # resolved for this variant: the saved config says what ran
     return cfg
 
 
@@ -102,6 +103,8 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
             raise LmisaError("--resume needs --out RUN_DIR")
         run_dir = runfiles.prepare_run_dir(Path(out), resume=True)
         cfg = Config.load(run_dir / runfiles.CONFIG)
+        if cfg.train.ema_decay is None:  # saved before the weight average existed: it trained without one
+            cfg.train.ema_decay = 0.0
         if device is not None:
             cfg.train.device = device
         split = json.loads((run_dir / runfiles.SPLIT).read_text())

@@ -71,7 +71,8 @@ def online_mlngm(cfg: Config) -> bool:
 
 
 def check_weight_average(cfg: Config) -> None:
-    """``train.ema_decay`` in [0, 1) (0: off), and only for the LMISA variants: checked before any caching."""
+    """``train.ema_decay`` (None: the variant's default) in [0, 1) (0: off), and only for the LMISA
+    variants: checked before any caching."""
     decay = cfg.weight_average_decay
     if not 0 <= decay < 1:
         raise LmisaError(f"train.ema_decay must be in [0, 1) (0: off), got {decay}")
