@@ -123,8 +123,8 @@ def test_organ_share_comes_from_source_organ_spans_and_target_scan_lengths(tmp_p
     # 3D: the volumes are resampled to spacing_z, which then measures the slices of both
     cfg3 = Config.from_dict({"data": dict(DATA, spacing_z=4.0, patch=[8, 16, 16]), "train": {"dims": 3},
                              "loss": {"real_prior": "target"}})
-    share3 = prepare_training_data(cfg3, src, tgt, progress=False).organ_share
-    tgt3 = prepare_training_data(cfg3, src, tgt, progress=False).target_train.case_lengths.tolist()
+    data3 = prepare_training_data(cfg3, src, tgt, progress=False)
+    share3, tgt3 = data3.organ_share, data3.target_train.case_lengths.tolist()
     assert share3.span_mm % 4.0 == 0 and share3.target == pytest.approx(expected_organ_fraction(share3.span_mm, tgt3, [4.0] * 2))
 
 
