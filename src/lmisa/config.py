@@ -70,6 +70,10 @@ class LossConfig:
     adv_warmup: float = 0.2  # share of all steps before the adversarial term starts (critic trains)
     adv_ramp: float = 0.2  # share of all steps over which its weight then rises linearly to w_adv
     real_label_smoothing: float = 0.0  # smooth the critic's "real" one-hot maps (METHOD.md section 6)
+    # What the critic's "real" maps are. "labels": one-hot source labels (the paper). "predictions": the
+    # segmenter's own softmax on source slices, so the critic cannot tell real from fake by softness alone
+    # (METHOD.md section 6) and judges shape and layout only: output-space alignment, as AdaptSegNet does.
+    critic_real: Literal["labels", "predictions"] = "labels"
     real_uniform: bool = True  # real maps drawn uniformly over source slices, like the target batch
     # How often the critic's real maps hold an organ. "source": as often as source slices do. "target":
     # as often as target slices do, estimated from anatomy (lmisa.real_prior: the source labels' organ

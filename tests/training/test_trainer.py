@@ -230,3 +230,35 @@ def test_target_real_prior_needs_uniform_real_maps(domains, tmp_path: Path) -> N
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
     # a variant without a critic ignores the option
     train(src, tgt, out=tmp_path / "so", overrides=cfg, progress=False, variant="source_only")
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_critic_can_judge_source_predictions_instead_of_labels(domains, tmp_path: Path, monkeypatch, uniform) -> None:
+    import lmisa.training.trainer as trainer_module
+
+    seen: list[torch.Tensor] = []
+    real_critic_loss = trainer_module.critic_loss
+
+    def spy(critic, real, fake, **kwargs):
+        seen.append(real.detach())
+        return real_critic_loss(critic, real, fake, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "critic_loss", spy)
+    src, tgt = domains
+    loss = {"critic_real": "predictions", "real_uniform": uniform, "adv_warmup": 0.0, "adv_ramp": 0.0}
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": loss}
+    run = train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert all(torch.isfinite(torch.tensor(float(r["loss_critic"]))) for r in rows)
+    # soft maps (a softmax without the background channel), not one-hot labels
+    real = torch.cat([r.flatten() for r in seen])
+    assert ((real > 0.01) & (real < 0.99)).float().mean() > 0.5
+    assert real.min() >= 0 and real.max() <= 1
+
+
+def test_label_smoothing_with_predicted_real_maps_is_one_clear_error(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    loss = {"critic_real": "predictions", "real_label_smoothing": 0.1}
+    with pytest.raises(LmisaError, match="real_label_smoothing smooths label maps"):
+        train(src, tgt, out=tmp_path / "run", overrides={"data": TINY["data"], "train": TINY["train"], "loss": loss},
+              progress=False)

@@ -81,10 +81,13 @@ def check_weight_average(cfg: Config) -> None:
 
 
 def check_real_prior(cfg: Config) -> None:
-    """``loss.real_prior: target`` re-weights the critic's real maps, which it draws uniformly otherwise."""
+    """The options of the critic's real maps agree: ``loss.real_prior: target`` re-weights maps drawn
+    uniformly; label smoothing needs label maps."""
     L = cfg.loss
     if L.real_prior == "target" and cfg.uses_critic and not L.real_uniform:
         raise LmisaError("loss.real_prior: target needs loss.real_uniform: true (the real maps it re-weights)")
+    if L.critic_real == "predictions" and L.real_label_smoothing > 0 and cfg.uses_critic:
+        raise LmisaError("loss.real_label_smoothing smooths label maps: set it to 0 with loss.critic_real: predictions")
 
 
 def check_augment(cfg: Config) -> None:

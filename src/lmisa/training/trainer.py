@@ -247,7 +247,10 @@ class Trainer:
             batch["xt"] = self.represent(xt)
         if self.real_sampler is not None:
             xr, yr = self.real_sampler.sample()
-            batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
+            if self.cfg.loss.critic_real == "predictions":
+                batch["x_real"] = self.represent(augment_batch(xr, None, aug, g)[0])
+            else:
+                batch["y_real"] = augment_batch(xr[:, :1], yr, aug, g)[1]
         return batch
 
     def source_organ_share(self) -> float:
@@ -316,7 +319,7 @@ class Trainer:
         self.opt.step()
         stats["total"] = total.detach()
         if fake is not None:
-            real = to_critic_input(one_hot(batch.get("y_real", ys), self.num_classes, smoothing=L.real_label_smoothing))
+            real = self.critic_real_maps(batch, seg[:n_s])
             with self.autocast():
                 loss_c, cstats = critic_loss(self.critic, real, fake.detach(), gp_weight=L.gp_weight)
             self.opt_critic.zero_grad(set_to_none=True)
@@ -326,6 +329,18 @@ class Trainer:
             for k, v in cstats.items():
                 stats[f"critic_{k}"] = v.detach()
         return stats
+
+    @torch.no_grad()
+    def critic_real_maps(self, batch: dict[str, torch.Tensor], seg_source: torch.Tensor) -> torch.Tensor:
+        """The critic's "real" samples (``loss.critic_real``): one-hot source labels, or the segmenter's
+        softmax on source slices (those of the real sampler, else the step's own source batch)."""
+        L = self.cfg.loss
+        if L.critic_real == "predictions":
+            if "x_real" in batch:
+                with self.autocast():
+                    seg_source = self.net(batch["x_real"])[0]
+            return to_critic_input(torch.softmax(seg_source.float(), dim=1))
+        return to_critic_input(one_hot(batch.get("y_real", batch["ys"]), self.num_classes, smoothing=L.real_label_smoothing))
 
     @torch.no_grad()
     def validation_step(self) -> dict[str, float]:
