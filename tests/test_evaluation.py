@@ -94,6 +94,15 @@ def test_imperfect_values_match_evaluate_case_and_empties_are_counted(dataset, t
     md = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     assert "(n=2)" in md and "missed (not predicted) in 1" in md
 
+    errors = summary["errors"]  # where the errors are: b's voxels of case_001 all went to background
+    assert errors["classes"] == ["background", "a", "b"]
+    m = np.array(errors["confusion_voxels"])
+    refs = [read_label(dataset / "labelsTr" / f"{c}.nii.gz").array for c in s.cases]
+    assert m.sum() == sum(r.size for r in refs)
+    assert m[2].sum() == sum(int((r == 2).sum()) for r in refs) and m[2, 0] >= int((refs[1] == 2).sum())
+    assert set(errors["false_positive_beyond_extent_voxels"]) == {"a", "b"}
+    assert "| reference \\ predicted | background | a | b |" in md and "on slices without b" in md
+
 
 def test_labels_from_values_when_no_dataset_json(dataset, tmp_path):
     refs = tmp_path / "refs"

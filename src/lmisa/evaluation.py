@@ -19,6 +19,12 @@ into ``out_dir`` (atomically; existing files are never replaced unless ``overwri
     a Markdown table, one row per structure (``mean ± std`` of each metric and its ``n``) and a
     last row with the mean over structures.
 
+Both summaries also say where the errors are (:mod:`lmisa.confusion`, all cases pooled): which label
+each structure's reference voxels received (misses, confusions between structures) and how many
+voxels were predicted as a structure on the reference's background, and of those how many on axial
+slices that hold none of it (``summary.json``: ``errors``, raw voxel counts; ``summary.md``: percent
+of each structure's reference voxels).
+
 Reference folder: either a folder of label maps (``labelsTr``-like: ``<case>.nii.gz``) or an
 nnU-Net data set root holding ``labelsTr/`` (and usually ``dataset.json``). Predictions are
 ``<pred_dir>/<case>.nii.gz`` (or ``.nii``); other files in ``pred_dir`` are ignored.
@@ -68,6 +74,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts
 from lmisa.errors import LmisaError
 from lmisa.io import is_nifti, read_label, strip_nifti_suffix, write_text_atomic
 from lmisa.metrics import FLAG_NAMES, METRIC_NAMES, evaluate_case, restrict_to_label_slices
@@ -201,8 +208,8 @@ def _short_list(names: Iterable[str], limit: int = 10) -> str:
 
 def _evaluate_one(
     case: str, pred_path: str, ref_path: str, labels: dict[str, int] | None, protocol: str
-) -> tuple[str, dict[str, dict[str, Any]], tuple[int, ...]]:
-    """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored)."""
+) -> tuple[str, dict[str, dict[str, Any]], tuple[int, ...], ErrorCounts]:
+    """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored, error counts)."""
     pred_img, ref_img = read_label(pred_path), read_label(ref_path)
     if pred_img.shape != ref_img.shape:
         raise EvaluationError(
@@ -221,7 +228,7 @@ def _evaluate_one(
     if protocol == "organ_slices":
         pred, ref = restrict_to_label_slices(pred, ref, labels)
     result = evaluate_case(pred, ref, labels, ref_img.spacing)
-    return case, result, tuple(pred.shape)
+    return case, result, tuple(pred.shape), error_counts(pred, ref, labels.values())
 
 
 def _absent_row() -> dict[str, Any]:
@@ -248,7 +255,49 @@ class Summary:
     mean_over_structures: dict[str, dict[str, float | int | None]]
     missing_predictions: list[str] = field(default_factory=list)
     unmatched_predictions: list[str] = field(default_factory=list)
+    errors: ErrorCounts | None = None
     out_dir: Path | None = None
+
+    def errors_dict(self) -> dict[str, Any] | None:
+        """Where the errors are, in voxels: the confusion matrix over background and the structures
+        (rows reference, columns prediction) and the false positives beyond each structure's extent."""
+        if self.errors is None:
+            return None
+        return {
+            "classes": ["background", *self.labels],
+            "confusion_voxels": confusion_matrix(self.errors, list(self.labels.values())).tolist(),
+            "false_positive_beyond_extent_voxels": {
+                name: int(self.errors.beyond_extent.get(v, 0)) for name, v in self.labels.items()
+            },
+        }
+
+    def errors_markdown(self) -> list[str]:
+        """The ``summary.md`` section of :meth:`errors_dict`, in percent of each structure's reference voxels."""
+        errors = self.errors_dict()
+        if errors is None:
+            return []
+        names, m = errors["classes"], np.asarray(errors["confusion_voxels"], dtype=np.float64)
+        lines = [
+            "## Where the errors are (all cases pooled)",
+            "",
+            "Percent of each structure's reference voxels, by the label predicted there (background = missed):",
+            "",
+            "| reference \\ predicted | " + " | ".join(names) + " |",
+            "|" + "|".join(["---"] + ["---:"] * len(names)) + "|",
+        ]
+        fp = []
+        for i, name in enumerate(names[1:], start=1):
+            size = m[i].sum()
+            if size == 0:
+                lines.append(f"| {name} | " + " | ".join(["n/a"] * len(names)) + " |")
+                fp.append(f"{name} {int(m[0, i])} voxels (absent from every reference)")
+                continue
+            lines.append(f"| {name} | " + " | ".join(f"{100 * c / size:.1f}" for c in m[i]) + " |")
+            beyond = errors["false_positive_beyond_extent_voxels"][name]
+            fp.append(f"{name} {100 * m[0, i] / size:.1f} ({100 * beyond / size:.1f} on slices without {name})")
+        lines += ["", "Predicted on the reference's background, in percent of the structure's reference voxels "
+                  "(in brackets: predicted on axial slices that hold none of it): " + "; ".join(fp) + "."]
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``summary.json`` (NaN never appears: undefined means are ``None``)."""
@@ -274,6 +323,7 @@ class Summary:
             "cases": list(self.cases),
             "missing_predictions": list(self.missing_predictions),
             "unmatched_predictions": list(self.unmatched_predictions),
+            "errors": self.errors_dict(),
         }
 
     def table_rows(self) -> list[list[str]]:
@@ -319,6 +369,8 @@ class Summary:
                 notes.append(f"- {s}: " + "; ".join(parts) + " case(s); distances undefined where one side is empty.")
         if notes:
             lines += ["", "Empty structures:", *notes]
+        if self.errors is not None:
+            lines += ["", *self.errors_markdown()]
         if self.missing_predictions:
             lines += ["", f"Missing predictions (not evaluated): {', '.join(self.missing_predictions)}"]
         if self.unmatched_predictions:
@@ -344,8 +396,10 @@ def summarize(
     protocol: str = "volume",
     missing_predictions: Iterable[str] = (),
     unmatched_predictions: Iterable[str] = (),
+    errors: ErrorCounts | None = None,
 ) -> Summary:
-    """Build a Summary from ``{case: {structure: metrics}}`` (the output of ``evaluate_case`` per case)."""
+    """Build a Summary from ``{case: {structure: metrics}}`` (the output of ``evaluate_case`` per case)
+    and, optionally, the error counts of all cases (:func:`lmisa.confusion.error_counts`, summed)."""
     cases = list(results)
     rows: list[dict[str, Any]] = []
     per_structure: dict[str, dict[str, dict[str, float | int | None]]] = {}
@@ -385,6 +439,7 @@ def summarize(
         mean_over_structures=mean_over,
         missing_predictions=list(missing_predictions),
         unmatched_predictions=list(unmatched_predictions),
+        errors=errors,
     )
 
 
@@ -447,6 +502,7 @@ def evaluate_folders(
 
     jobs = [(c, str(preds[c]), str(refs[c]), fixed_labels, protocol) for c in cases]
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    errors = ErrorCounts()
     n_workers = max(1, min(int(workers), len(jobs)))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -463,8 +519,9 @@ def evaluate_folders(
         task = bar.add_task("evaluating", total=len(jobs))
         if n_workers == 1:
             for job in jobs:
-                case, res, _ = _evaluate_one(*job)
+                case, res, _, counts = _evaluate_one(*job)
                 results[case] = res
+                errors += counts
                 bar.advance(task)
         else:
             import multiprocessing as mp
@@ -473,8 +530,9 @@ def evaluate_folders(
                 futures = [pool.submit(_evaluate_one, *job) for job in jobs]
                 try:
                     for fut in futures:  # in case order, so the first failing case is the one reported
-                        case, res, _ = fut.result()
+                        case, res, _, counts = fut.result()
                         results[case] = res
+                        errors += counts
                         bar.advance(task)
                 except BaseException:
                     for f in futures:
@@ -496,6 +554,7 @@ def evaluate_folders(
         protocol=protocol,
         missing_predictions=missing,
         unmatched_predictions=unmatched,
+        errors=errors,
     )
     out.mkdir(parents=True, exist_ok=True)
     texts = (summary.to_csv(), json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n", summary.to_markdown())
