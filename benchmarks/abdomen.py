@@ -241,9 +241,11 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
     for protocol in ("volume", "organ_slices"):
         eval_dir = pred_dir / f"eval_{protocol}"
         summary_path = eval_dir / "summary.json"
-        if not summary_path.exists():
+        # an evaluation written before the error counts existed is redone (seconds; the predictions stay)
+        if not summary_path.exists() or "errors" not in json.loads(summary_path.read_text()):
             eval_dir.mkdir(parents=True, exist_ok=True)
-            evaluate_folders(pred_dir, test_target, out_dir=eval_dir, protocol=protocol, progress=False)
+            evaluate_folders(pred_dir, test_target, out_dir=eval_dir, protocol=protocol, progress=False,
+                             overwrite=True)
         summary = json.loads(summary_path.read_text())
         per = summary["per_structure"]
         rows.append({
@@ -262,8 +264,30 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
             "wall_s": float(history[-1]["wall_s"]) if history else None,
             "device": _run_device(job.run_dir),
             "epochs": len(history),
+            "errors_pct": error_shares(summary),
         })
     return rows
+
+
+ERROR_KINDS = {"missed": "missed", "confused": "another organ", "false_positive": "false positive",
+               "beyond_extent": "of which beyond the organ"}
+
+
+def error_shares(summary: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """Per organ, % of its reference voxels: predicted as background (missed), as another organ
+    (confused), and voxels predicted as it on the reference's background (false positive), of which on
+    axial slices that hold none of it (beyond its extent). From ``summary.json`` (lmisa.confusion)."""
+    errors = summary.get("errors")
+    if not errors:
+        return None
+    m, beyond = errors["confusion_voxels"], errors["false_positive_beyond_extent_voxels"]
+    out = {}
+    for i, name in enumerate(errors["classes"][1:], start=1):
+        size = sum(m[i])
+        if name in ORGANS and size:
+            out[name] = {"missed": 100 * m[i][0] / size, "confused": 100 * (size - m[i][0] - m[i][i]) / size,
+                         "false_positive": 100 * m[0][i] / size, "beyond_extent": 100 * beyond[name] / size}
+    return out
 
 
 def evaluate_jobs(jobs: list[Job], test_target: Path | None, out: Path, device: str, force: bool,
@@ -370,6 +394,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "params": rs[0]["params"], "params_train": rs[0].get("params_train"), "peak_mem_mb": _mean([r["peak_mem_mb"] for r in rs]),
             "wall_s": _mean([r["wall_s"] for r in rs]), "device": rs[0]["device"],
             "epochs": "/".join(sorted({str(r.get("epochs")) for r in rs})),
+            "errors_pct": {k: _mean([_mean([e[k] for e in r["errors_pct"].values()]) for r in rs if r.get("errors_pct")])
+                           for k in ERROR_KINDS},
         })
     order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape",
                                          "source_only", "sifa", "cyclegan_seg", "adaoutput"))}
@@ -394,6 +420,21 @@ def markdown_table(agg: list[dict[str, Any]]) -> str:
                 f"| {r['variant']} | {r['seeds']} | {r['epochs']} | {_fmt(r['dice_mean'])}{sd} | {organs} | {_fmt(r['assd_vox_mean'], 2)} | "
                 f"{_fmt(r['assd_mm_mean'], 2)} | {_count(r.get('params_train'))} | {r['params']:,} | {_fmt(r['peak_mem_mb'], 0)} | {wall} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def errors_table(agg: list[dict[str, Any]]) -> str:
+    """Where the errors are, per variant (organ slices): mean over organs and seeds, % of reference voxels."""
+    rows = [r for r in agg if r["protocol"] == "organ_slices" and r["errors_pct"]["missed"] is not None]
+    if not rows:
+        return ""
+    lines = ["\n**Where the errors are** (organ slices; mean over organs and seeds, % of each organ's reference "
+             "voxels; false positives: predicted on the reference's background, of which on slices that hold none "
+             "of the organ)\n",
+             "| direction | variant | " + " | ".join(ERROR_KINDS.values()) + " |",
+             "|---|---|" + "---|" * len(ERROR_KINDS)]
+    for r in rows:
+        lines.append(f"| {r['direction']} | {r['variant']} | " + " | ".join(_fmt(r["errors_pct"][k]) for k in ERROR_KINDS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -546,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluate_jobs(jobs, args.test_target, out, device, args.force, args.parallel)
     agg = aggregate(rows)
     command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg)
+    table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg) + errors_table(agg)
     trained_on = sorted({r["device"] for r in rows})
     header = (
         f"Command: `{command}`\n\nRuns trained on: {'; '.join(trained_on)}. Evaluated on: "

@@ -57,6 +57,21 @@ def test_aggregate_table_and_plot(abdomen, tmp_path: Path) -> None:
     assert (tmp_path / "cost.png").stat().st_size > 1000
 
 
+def test_error_shares_and_their_table(abdomen) -> None:
+    # background, liver, spleen; liver: 10 voxels, 1 missed, 1 taken for spleen; 3 false positives, 2 beyond
+    summary = {"errors": {"classes": ["background", "liver", "spleen"],
+                          "confusion_voxels": [[100, 3, 0], [1, 8, 1], [0, 0, 5]],
+                          "false_positive_beyond_extent_voxels": {"liver": 2, "spleen": 0}}}
+    shares = abdomen.error_shares(summary)
+    assert shares["liver"] == {"missed": 10.0, "confused": 10.0, "false_positive": 30.0, "beyond_extent": 20.0}
+    assert shares["spleen"]["missed"] == 0.0 and abdomen.error_shares({}) is None
+    row = {"direction": "MR->CT", "protocol": "organ_slices", "variant": "lmisa", "seed": 0, "dice_mean": 50.0,
+           "dice": {}, "assd_vox_mean": 1.0, "assd_mm_mean": 2.0, "params": 10, "peak_mem_mb": 5.0, "wall_s": 60.0,
+           "device": "cpu", "errors_pct": shares}
+    table = abdomen.errors_table(abdomen.aggregate([row]))
+    assert "| MR->CT | lmisa | 5.0 | 5.0 | 15.0 | 10.0 |" in table  # mean over the two organs
+
+
 def test_training_params_from_params_json_or_an_old_log(abdomen, tmp_path: Path) -> None:
     (tmp_path / "params.json").write_text('{"training": 1234, "parts": {"net": 1000, "critic": 234}}')
     assert abdomen._training_params(tmp_path) == 1234
