@@ -8,7 +8,9 @@ Phases (``--phase``): ``train`` (every run of the table; finished runs are kept 
 ``evaluate`` (predict the test target with ``lmisa.predict`` and score it with ``lmisa.evaluation``,
 whole volume and "organ slices"), ``all`` (both). Runs go into OUT/runs/<direction>/<variant>/seed<k>,
 predictions into OUT/predictions/..., the table into OUT/results.{json,md} (and docs/ with
-``--write-docs``).
+``--write-docs``). The main variants run at every seed of ``--seeds``, the ablations and peers at the
+first ``--ablation-seeds`` (default 1). Beside Dice and ASSD the table says where the errors are
+(missed voxels, one organ taken for another, false positives beyond the organ's axial extent).
 
 Honesty: target labels are read only by the ``evaluate`` phase (test cases training never saw) and by
 the ``supervised`` bound. Every setting below was fixed before looking at any target result; model
@@ -127,11 +129,13 @@ COST_ORDER = ("sifa", "cyclegan_seg", "lmisa", "lmisa_paper", "no_recon", "no_ml
               "supervised", "source_only")
 
 
-def plan_jobs(directions: list[Direction], variants: list[str], seeds: list[int], out: Path) -> list[Job]:
+def plan_jobs(directions: list[Direction], variants: list[str], seeds: list[int], out: Path,
+              ablation_seeds: int = 1) -> list[Job]:
+    """Every run: the main variants at every seed, the others at the first ``ablation_seeds`` seeds."""
     jobs = []
     for d in directions:
         for v in variants:
-            for s in seeds if v in MAIN_VARIANTS else seeds[:1]:
+            for s in seeds if v in MAIN_VARIANTS else seeds[:ablation_seeds]:
                 jobs.append(Job(d, v, s, out / "runs" / d.slug / v / f"seed{s}"))
     rank = {v: i for i, v in enumerate(COST_ORDER)}
     return sorted(jobs, key=lambda j: (rank.get(j.variant, len(rank)), j.seed))
@@ -541,6 +545,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parallel", type=int, default=1, help="runs trained (and evaluated) at once (several fit on one GPU)")
     ap.add_argument("--variants", nargs="+", default=None)
     ap.add_argument("--seeds", nargs="+", type=int, default=None)
+    ap.add_argument("--ablation-seeds", type=int, default=1,
+                    help="the ablations and peers run at the first K of --seeds (the main variants at all)")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--train-source", type=Path)
     ap.add_argument("--train-target", type=Path)
@@ -575,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         directions = default_directions(out, args.split_seed)
         if args.direction:
             directions = [d for d in directions if d.name == args.direction]
-    jobs = plan_jobs(directions, variants, seeds, out)
+    jobs = plan_jobs(directions, variants, seeds, out, args.ablation_seeds)
     t0 = time.time()
     if args.phase in ("all", "train"):
         warm_caches(directions, settings, variants)

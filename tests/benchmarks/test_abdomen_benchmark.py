@@ -34,6 +34,8 @@ def test_jobs_seeds_and_order(abdomen, tmp_path: Path) -> None:
         [("source_only", s) for s in (0, 1, 2)] + [("lmisa", s) for s in (0, 1, 2)] + [("no_shape", 0)]
     )
     assert jobs[0].variant == "lmisa"  # costliest first
+    two = abdomen.plan_jobs([d], ["lmisa", "no_shape"], [0, 1, 2], tmp_path, ablation_seeds=2)
+    assert sorted((j.variant, j.seed) for j in two if j.variant == "no_shape") == [("no_shape", 0), ("no_shape", 1)]
     assert all(j.run_dir == tmp_path / "runs" / "CT2MR" / j.variant / f"seed{j.seed}" for j in jobs)
 
 
