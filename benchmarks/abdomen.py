@@ -273,25 +273,21 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
     return rows
 
 
-ERROR_KINDS = {"missed": "missed", "confused": "another organ", "false_positive": "false positive",
-               "beyond_extent": "of which beyond the organ"}
+ERROR_TITLES = {"missed": "missed", "confused": "another organ", "false_positive": "false positive",
+                "beyond_extent": "of which beyond the organ"}
 
 
 def error_shares(summary: dict[str, Any]) -> dict[str, dict[str, float]] | None:
-    """Per organ, % of its reference voxels: predicted as background (missed), as another organ
-    (confused), and voxels predicted as it on the reference's background (false positive), of which on
-    axial slices that hold none of it (beyond its extent). From ``summary.json`` (lmisa.confusion)."""
+    """Per organ, % of its reference voxels missed, taken for another organ, false positive and beyond
+    its extent (lmisa.confusion.error_shares), from a ``summary.json``; None when it has no error counts."""
+    from lmisa.confusion import error_shares as shares
+
     errors = summary.get("errors")
     if not errors:
         return None
-    m, beyond = errors["confusion_voxels"], errors["false_positive_beyond_extent_voxels"]
-    out = {}
-    for i, name in enumerate(errors["classes"][1:], start=1):
-        size = sum(m[i])
-        if name in ORGANS and size:
-            out[name] = {"missed": 100 * m[i][0] / size, "confused": 100 * (size - m[i][0] - m[i][i]) / size,
-                         "false_positive": 100 * m[0][i] / size, "beyond_extent": 100 * beyond[name] / size}
-    return out
+    names = errors["classes"][1:]
+    beyond = [errors["false_positive_beyond_extent_voxels"][n] for n in names]
+    return {o: v for o, v in shares(errors["confusion_voxels"], beyond, names).items() if o in ORGANS}
 
 
 def evaluate_jobs(jobs: list[Job], test_target: Path | None, out: Path, device: str, force: bool,
@@ -399,7 +395,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "wall_s": _mean([r["wall_s"] for r in rs]), "device": rs[0]["device"],
             "epochs": "/".join(sorted({str(r.get("epochs")) for r in rs})),
             "errors_pct": {k: _mean([_mean([e[k] for e in r["errors_pct"].values()]) for r in rs if r.get("errors_pct")])
-                           for k in ERROR_KINDS},
+                           for k in ERROR_TITLES},
         })
     order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape",
                                          "source_only", "sifa", "cyclegan_seg", "adaoutput"))}
@@ -435,10 +431,10 @@ def errors_table(agg: list[dict[str, Any]]) -> str:
     lines = ["\n**Where the errors are** (organ slices; mean over organs and seeds, % of each organ's reference "
              "voxels; false positives: predicted on the reference's background, of which on slices that hold none "
              "of the organ)\n",
-             "| direction | variant | " + " | ".join(ERROR_KINDS.values()) + " |",
-             "|---|---|" + "---|" * len(ERROR_KINDS)]
+             "| direction | variant | " + " | ".join(ERROR_TITLES.values()) + " |",
+             "|---|---|" + "---|" * len(ERROR_TITLES)]
     for r in rows:
-        lines.append(f"| {r['direction']} | {r['variant']} | " + " | ".join(_fmt(r["errors_pct"][k]) for k in ERROR_KINDS) + " |")
+        lines.append(f"| {r['direction']} | {r['variant']} | " + " | ".join(_fmt(r["errors_pct"][k]) for k in ERROR_TITLES) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts
+from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts, error_shares
 
 
 def test_counts_misses_confusions_and_false_positives_beyond_extent():
@@ -23,6 +23,11 @@ def test_counts_misses_confusions_and_false_positives_beyond_extent():
     assert m[2].tolist() == [0, 0, 1]
     assert m[0, 1] == 3 and m.sum() == ref.size
     assert counts.beyond_extent == {1: 2}
+    shares = error_shares(m, [counts.beyond_extent[1], 0], ["one", "two"])
+    assert shares["one"] == pytest.approx({"missed": 100 / 12, "confused": 100 / 12, "false_positive": 25.0,
+                                           "beyond_extent": 100 / 6})
+    assert shares["two"]["missed"] == 0.0
+    assert "three" not in error_shares(np.zeros((2, 2)), [5], ["three"])  # absent from every reference
 
 
 def test_counts_add_and_unknown_values_count_as_background():

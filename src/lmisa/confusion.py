@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["ErrorCounts", "error_counts", "confusion_matrix"]
+__all__ = ["ErrorCounts", "error_counts", "confusion_matrix", "error_shares"]
 
 _BINCOUNT_MAX_BINS = 1 << 20  # label values up to 1023: a dense count; larger ones: np.unique
 
@@ -89,3 +89,20 @@ def confusion_matrix(counts: ErrorCounts, values: Sequence[int]) -> np.ndarray:
     for (r, p), c in counts.pairs.items():
         m[index.get(r, 0), index.get(p, 0)] += c
     return m
+
+
+def error_shares(matrix: np.ndarray | Sequence[Sequence[int]], beyond_extent: Sequence[int],
+                 names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per structure (``names``: the rows and columns of ``matrix`` after background), in percent of its
+    reference voxels: ``missed`` (predicted background), ``confused`` (predicted as another structure),
+    ``false_positive`` (predicted as it on the reference's background) and ``beyond_extent`` (predicted as
+    it on axial slices that hold none of it; ``beyond_extent[i]`` voxels for ``names[i]``). A structure
+    absent from every reference has no share and is left out."""
+    m = np.asarray(matrix, dtype=np.float64)
+    out = {}
+    for i, name in enumerate(names, start=1):
+        size = m[i].sum()
+        if size > 0:
+            out[name] = {"missed": 100 * m[i, 0] / size, "confused": 100 * (size - m[i, 0] - m[i, i]) / size,
+                         "false_positive": 100 * m[0, i] / size, "beyond_extent": 100 * beyond_extent[i - 1] / size}
+    return out

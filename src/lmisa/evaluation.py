@@ -74,7 +74,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts
+from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts, error_shares
 from lmisa.errors import LmisaError
 from lmisa.io import is_nifti, read_label, strip_nifti_suffix, write_text_atomic
 from lmisa.metrics import FLAG_NAMES, METRIC_NAMES, evaluate_case, restrict_to_label_slices
@@ -277,6 +277,7 @@ class Summary:
         if errors is None:
             return []
         names, m = errors["classes"], np.asarray(errors["confusion_voxels"], dtype=np.float64)
+        shares = error_shares(m, list(errors["false_positive_beyond_extent_voxels"].values()), names[1:])
         lines = [
             "## Where the errors are (all cases pooled)",
             "",
@@ -287,14 +288,13 @@ class Summary:
         ]
         fp = []
         for i, name in enumerate(names[1:], start=1):
-            size = m[i].sum()
-            if size == 0:
+            if name not in shares:
                 lines.append(f"| {name} | " + " | ".join(["n/a"] * len(names)) + " |")
                 fp.append(f"{name} {int(m[0, i])} voxels (absent from every reference)")
                 continue
-            lines.append(f"| {name} | " + " | ".join(f"{100 * c / size:.1f}" for c in m[i]) + " |")
-            beyond = errors["false_positive_beyond_extent_voxels"][name]
-            fp.append(f"{name} {100 * m[0, i] / size:.1f} ({100 * beyond / size:.1f} on slices without {name})")
+            lines.append(f"| {name} | " + " | ".join(f"{100 * c / m[i].sum():.1f}" for c in m[i]) + " |")
+            share = shares[name]
+            fp.append(f"{name} {share['false_positive']:.1f} ({share['beyond_extent']:.1f} on slices without {name})")
         lines += ["", "Predicted on the reference's background, in percent of the structure's reference voxels "
                   "(in brackets: predicted on axial slices that hold none of it): " + "; ".join(fp) + "."]
         return lines
