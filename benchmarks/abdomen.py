@@ -245,12 +245,12 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
     for protocol in ("volume", "organ_slices"):
         eval_dir = pred_dir / f"eval_{protocol}"
         summary_path = eval_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         # an evaluation written before the error counts existed is redone (seconds; the predictions stay)
-        if not summary_path.exists() or "errors" not in json.loads(summary_path.read_text()):
+        if "errors" not in summary:
             eval_dir.mkdir(parents=True, exist_ok=True)
-            evaluate_folders(pred_dir, test_target, out_dir=eval_dir, protocol=protocol, progress=False,
-                             overwrite=True)
-        summary = json.loads(summary_path.read_text())
+            summary = evaluate_folders(pred_dir, test_target, out_dir=eval_dir, protocol=protocol, progress=False,
+                                       overwrite=True).to_dict()
         per = summary["per_structure"]
         rows.append({
             "direction": job.direction.name,

@@ -74,7 +74,7 @@ def error_counts(pred: np.ndarray, ref: np.ndarray, values: Iterable[int] | None
         predicted = pred == v
         if not predicted.any():
             continue
-        ref_slices = (ref == v).reshape(ref.shape[0], -1).any(axis=1) if ref.ndim > 1 else ref == v
+        ref_slices = (ref == v).reshape(ref.shape[0], -1).any(axis=1)
         n = int(predicted[~ref_slices].sum())
         if n:
             beyond[v] = n
