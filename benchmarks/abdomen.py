@@ -227,12 +227,12 @@ def _mean(values: list[float]) -> float | None:
 def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: bool) -> list[dict[str, Any]]:
     from lmisa.evaluation import evaluate_folders
     from lmisa.nets import count_inference_parameters
-    from lmisa.predict import load_run, predict_path
+    from lmisa.predict import PREDICTION_VERSION, load_run, predict_path
 
     tag = test_target.name
     pred_dir = out / "predictions" / job.direction.slug / tag / job.variant / f"seed{job.seed}"
     best = job.run_dir / "checkpoints" / "best.pt"
-    stamp = f"{best.stat().st_mtime_ns} {best.stat().st_size}"
+    stamp = f"{best.stat().st_mtime_ns} {best.stat().st_size} prediction v{PREDICTION_VERSION}"
     stamp_file = pred_dir / "checkpoint.txt"
     if pred_dir.exists() and (force or not stamp_file.exists() or stamp_file.read_text() != stamp):
         shutil.rmtree(pred_dir)  # predictions of another checkpoint (retrained or finished since)

@@ -155,6 +155,8 @@ def test_3d_run_predicts_on_the_image_grid(tmp_path: Path, monkeypatch) -> None:
     image = _image(shape=(7, 20, 28))
     out = predict_volume(model3, image)
     assert out.shape == image.array.shape and out.dtype == np.uint8
+    with pytest.raises(LmisaError, match="2D runs"):
+        predict_volume(model3, image, tta=True)
 
 
 # ---------------------------------------------------------------------------------------------- one volume
@@ -179,6 +181,7 @@ class _Threshold(nn.Module):
 def _fake_model(context: int = 0, largest_component: bool = False, size=(48, 48)) -> LoadedModel:
     plans = Plans(spacing=(1.5, 1.5), size=size, input="raw", context_slices=context, labels={"background": 0, "organ": 1})
     cfg = Config()
+    cfg.data.input = "raw"  # as its plans: the network sees normalised intensities
     cfg.post.largest_component = largest_component
     return LoadedModel(_Threshold(context), plans, cfg)
 
@@ -199,6 +202,45 @@ def test_prediction_is_on_the_image_grid(spacing: float) -> None:
     pred = predict_volume(_fake_model(), image)
     assert pred.shape == shape and pred.dtype == np.uint8
     assert _dice(pred == 1, blob) > 0.9
+
+
+def test_online_mlngm_runs_see_the_input_training_saw() -> None:
+    """With MLNGM computed online in training (the default), the network sees MLNGM of the framed cached
+    intensities (Trainer.represent), not MLNGM of the whole slice cropped afterwards."""
+    from dataclasses import replace
+
+    from lmisa.augment import standardise
+    from lmisa.preprocess import prepare_image
+    from lmisa.training.data import network_input
+
+    plans = Plans(spacing=(1.5, 1.5), size=(32, 32), input="mlngm", context_slices=0, labels={"background": 0, "organ": 1})
+    model = LoadedModel(_Threshold(), plans, Config())  # defaults: data.input mlngm, augment.before_mlngm
+    image = _image(shape=(3, 40, 36), spacing=(4.0, 1.5, 1.5), rotate=False)  # larger than the frame: cropped
+    predict_volume(model, image)
+    seen = torch.cat(model.net.seen)
+
+    def cached(p: Plans) -> torch.Tensor:  # as the training cache stores it (float16), one channel
+        return torch.from_numpy(prepare_image(image, p).input.astype(np.float16)).float()[:, None]
+
+    torch.testing.assert_close(seen, network_input(cached(replace(plans, input="raw")), model.config))
+    assert not torch.allclose(seen, standardise(cached(plans)), atol=1e-2)  # MLNGM of the whole slice, cropped
+
+
+def test_test_time_augmentation_follows_the_config() -> None:
+    # the blob of test_prediction_is_on_the_image_grid: the views, warped back, still find it
+    shape = (3, 30, 20)
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    blob = ((y - 9) / 4) ** 2 + ((x - 6) / 3) ** 2 < 1
+    image = MedicalImage(np.where(blob, 1.0, 0.0).astype(np.float32), np.diag([3.0, 3.0, 4.0, 1.0]))
+    model = _fake_model()
+    plain = predict_volume(model, image)
+    assert len(model.net.seen) == 1  # one batch, one view
+    model.config.post.tta = True
+    with_views = predict_volume(model, image)  # default: the config's
+    assert len(model.net.seen) == 1 + 5
+    assert _dice(with_views == 1, blob) > 0.9 and _dice(with_views == 1, plain == 1) > 0.9
+    predict_volume(model, image, tta=False)
+    assert len(model.net.seen) == 1 + 5 + 1
 
 
 def test_outside_the_network_frame_is_background() -> None:
@@ -330,7 +372,7 @@ def test_cli_predict_folder_with_a_corrupt_file_exits_1(run: Path, tmp_path: Pat
     bad = tmp_path / "in" / "zz_0000.nii.gz"
     bad.write_bytes(b"garbage")
     result = runner.invoke(app, ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
-                                 "--device", "cpu", "--no-postprocess"])
+                                 "--device", "cpu", "--no-postprocess", "--tta"])
     assert result.exit_code == 1, result.output
     assert str(bad) in result.output and "2 written" in result.output and "1 failed" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz"]

@@ -19,15 +19,22 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.dev
     return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
 
 
-def random_affine_matrices(n: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    """``(n, 2, 3)`` matrices for ``affine_grid``: rotation, isotropic zoom, shift."""
-    angle = _uniform(n, -cfg.rotate_deg, cfg.rotate_deg, g, device) * (math.pi / 180)
-    zoom = _uniform(n, cfg.scale[0], cfg.scale[1], g, device)
-    shift = _uniform(2 * n, -2 * cfg.shift, 2 * cfg.shift, g, device).view(n, 2)
+def affine_matrices(angle_deg: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``(n, 2, 3)`` matrices for ``affine_grid`` from ``n`` angles (degrees), isotropic zooms (> 1 magnifies)
+    and ``(n, 2)`` shifts (in normalised coordinates, -1..1 across the frame)."""
+    angle = angle_deg * (math.pi / 180)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     return torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     )
+
+
+def random_affine_matrices(n: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """``(n, 2, 3)`` matrices for ``affine_grid``: rotation, isotropic zoom, shift."""
+    angle = _uniform(n, -cfg.rotate_deg, cfg.rotate_deg, g, device)
+    zoom = _uniform(n, cfg.scale[0], cfg.scale[1], g, device)
+    shift = _uniform(2 * n, -2 * cfg.shift, 2 * cfg.shift, g, device).view(n, 2)
+    return affine_matrices(angle, zoom, shift)
 
 
 def random_affine_matrices_3d(n: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -128,6 +128,9 @@ class TrainConfig:
 @dataclass
 class PostConfig:
     largest_component: bool = True
+    # 2D prediction: average the probabilities over a few fixed in-plane views (lmisa.tta); 5x the
+    # network time of a prediction. Off until measured on source validation (docs/RESULTS.md 2h).
+    tta: bool = False
 
 
 @dataclass

@@ -7,11 +7,14 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
 
 1. :func:`lmisa.preprocess.prepare_image` (in-plane resampling to the run's spacing, MLNGM or
    normalised intensities, centre crop/pad to the run's size), stored as float16 as the training
-   cache stores it;
+   cache stores it; a run that computed MLNGM online in training (``augment.before_mlngm``, the default)
+   gets normalised intensities here and MLNGM in step 3, on the frame, as in training;
 2. per slice ``k``, the slices ``k-c .. k+c`` as channels (2.5D, ``c = context_slices``), clamped
    inside the volume, by the training code itself (:func:`lmisa.sampling.gather_slices`);
-3. :func:`lmisa.augment.standardise` (z-score per sample and channel);
-4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast on CUDA, as training);
+3. MLNGM per channel for those runs, then :func:`lmisa.augment.standardise` (z-score per sample and
+   channel): the trainer's ``represent``;
+4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast on CUDA, as training),
+   optionally averaged over a few in-plane views (:mod:`lmisa.tta`, the run's ``post.tta``);
 5. softmax, :func:`lmisa.preprocess.restore_probabilities` back onto the image's own grid (outside
    the network's frame is background), argmax;
 6. optionally :func:`lmisa.postprocess.keep_largest_component` per organ (default: the run's
@@ -53,6 +56,7 @@ from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.preprocess import Plans, SliceSet, prepare_image, restore_probabilities
 from lmisa.training.trainer import resolve_device
+from lmisa.tta import tta_probabilities
 
 __all__ = [
     "LoadedModel",
@@ -63,10 +67,14 @@ __all__ = [
     "predict_volume",
     "predict_path",
     "OUTPUT_SUFFIX",
+    "PREDICTION_VERSION",
 ]
 
 OUTPUT_SUFFIX = ".nii.gz"
 CHECKPOINTS = ("best", "latest")
+# Bumped whenever the label maps a run predicts change (so stored predictions are redone): 2 = MLNGM on the
+# frame for online-MLNGM runs, as in training (before: on the whole slice, then cropped).
+PREDICTION_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,16 +189,20 @@ def predict_volume(
     device: str | torch.device | None = None,
     batch_size: int = 32,
     largest_component: bool | None = None,
+    tta: bool | None = None,
 ) -> np.ndarray:
     """The label map of ``image`` on its own grid: uint8, the shape of ``image.array`` (``(Z, Y, X)``).
 
     ``device`` defaults to the model's device (the network is moved there if needed).
     ``largest_component`` None: the run's ``config.post.largest_component``.
+    ``tta`` None: the run's ``config.post.tta`` (test-time augmentation, :mod:`lmisa.tta`; 2D runs only).
     """
-    from lmisa.augment import standardise
     from lmisa.sampling import gather_slices
 
     dims = model.config.train.dims
+    tta = model.config.post.tta if tta is None else tta
+    if tta and dims != 2:
+        raise LmisaError("test-time augmentation (post.tta) is for 2D runs; this run is 3D")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model.device if device is None else resolve_device(device)
@@ -199,7 +211,13 @@ def predict_volume(
     array = np.asarray(image.array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise LmisaError(f"expected a non-empty 2D or 3D image, got shape {array.shape}")
-    prepared = prepare_image(image, plans, device=device)
+    from lmisa.training.data import network_input, online_mlngm
+
+    def represent(x: torch.Tensor) -> torch.Tensor:
+        return network_input(x, model.config)
+
+    # a run that computed MLNGM per batch in training (online) gets intensities here, and MLNGM in represent
+    prepared = prepare_image(image, replace(plans, input="raw") if online_mlngm(model.config) else plans, device=device)
     z = prepared.input.shape[0]
     # The training cache stores inputs as float16 and gather_slices returns float32: the same here.
     vol = torch.from_numpy(prepared.input.astype(np.float16)).to(device)
@@ -215,18 +233,20 @@ def predict_volume(
     offsets = torch.arange(-c, c + 1, device=device)
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     if dims == 3:
-        result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size)
+        result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size, represent)
         return _postprocess(result.reshape(array.shape), model, largest_component)
     out_yx = tuple(prepared.original_shape[-2:])
+
+    def segment(x: torch.Tensor) -> torch.Tensor:  # slices as training warped them -> float logits
+        with amp:
+            return _segment(net, represent(x)).float()
+
     labels = torch.empty((z, *out_yx), dtype=torch.uint8, device=device)
     with torch.inference_mode():
         for start in range(0, z, batch_size):
             idx = torch.arange(start, min(z, start + batch_size), device=device)
             x, _ = gather_slices(slices, idx, offsets, with_labels=False)
-            x = standardise(x)
-            with amp:
-                logits = _segment(net, x)
-            probs = torch.softmax(logits.float(), dim=1).transpose(0, 1)  # (C, B, H, W)
+            probs = (tta_probabilities(segment, x) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)  # (C, B, H, W)
             # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
             part = replace(prepared, original_shape=(len(idx), *out_yx))
             labels[start : start + len(idx)] = class_argmax(restore_probabilities(probs, part))
@@ -244,17 +264,16 @@ def _postprocess(result: np.ndarray, model: LoadedModel, largest_component: bool
 
 
 def _predict_patches(
-    net: torch.nn.Module, vol: torch.Tensor, prepared, patch: tuple[int, int, int], amp, batch_size: int
+    net: torch.nn.Module, vol: torch.Tensor, prepared, patch: tuple[int, int, int], amp, batch_size: int,
+    represent: Callable[[torch.Tensor], torch.Tensor],
 ) -> np.ndarray:
-    """3D runs: MONAI's sliding-window inference over the prepared volume, each window z-scored
+    """3D runs: MONAI's sliding-window inference over the prepared volume, each window represented
     as the training patches were, Gaussian-weighted overlaps; then back to the image's grid."""
     from monai.inferers import sliding_window_inference
 
-    from lmisa.augment import standardise
-
     def window(x: torch.Tensor) -> torch.Tensor:
         with amp:
-            return _segment(net, standardise(x)).float()
+            return _segment(net, represent(x)).float()
 
     with torch.inference_mode():
         logits = sliding_window_inference(
@@ -396,6 +415,7 @@ def predict_path(
     largest_component: bool | None = None,
     batch_size: int = 32,
     on_case: Callable[[InputCase, str], None] | None = None,
+    tta: bool | None = None,
 ) -> PredictionReport:
     """Predict every volume of ``input`` (see :func:`list_inputs`) into ``<output_dir>/<case>.nii.gz``.
 
@@ -439,7 +459,7 @@ def predict_path(
                 try:
                     image = case.read()
                     labels = predict_volume(model, image, device=device, batch_size=batch_size,
-                                            largest_component=largest_component)
+                                            largest_component=largest_component, tta=tta)
                     write_image(out, labels, like=image, dtype=np.uint8, overwrite=overwrite)
                     report.written.append(out)
                 except FileExistsError:  # appeared meanwhile (another process)

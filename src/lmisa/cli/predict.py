@@ -26,6 +26,10 @@ def predict(
     no_postprocess: bool = typer.Option(
         False, "--no-postprocess", help="Keep every connected component (default: the run's post.largest_component)."
     ),
+    tta: bool | None = typer.Option(
+        None, "--tta/--no-tta",
+        help="Average over 5 rotated / zoomed views of each slice (5x slower; default: the run's post.tta).",
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Slices per forward pass."),
     report: bool = typer.Option(False, "--report", help="Also write a visual report (images and predictions) into OUTPUT/report."),
 ) -> None:
@@ -43,6 +47,7 @@ def predict(
         progress=console.is_terminal,
         largest_component=False if no_postprocess else None,
         batch_size=batch_size,
+        tta=tta,
     )
     for path, msg in result.failed:
         err_console.print(f"[red]{escape(str(path))}: {escape(msg)}[/]", highlight=False, soft_wrap=True)

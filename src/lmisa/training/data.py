@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from lmisa.config import PEER_VARIANTS, Config
 from lmisa.datasets import Case, Domain, check_domain, split_cases
 from lmisa.errors import LmisaError
@@ -68,6 +70,17 @@ def make_plans(cfg: Config, source: Domain) -> Plans:
 def online_mlngm(cfg: Config) -> bool:
     """True when the cache holds intensities and the trainer computes MLNGM per batch (after augmenting)."""
     return cfg.augment.before_mlngm and cfg.data.input == "mlngm"
+
+
+def network_input(x: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """The network's input from cached slices (2D) or patches (3D), in training and prediction alike: MLNGM
+    per channel when the cache holds intensities (:func:`online_mlngm`), then z-scoring per sample and channel."""
+    from lmisa.augment import standardise
+    from lmisa.mlngm import mlngm_channels
+
+    if online_mlngm(cfg):
+        x = mlngm_channels(x, cfg.data.mlngm_levels, dims=cfg.train.dims)
+    return standardise(x)
 
 
 def check_weight_average(cfg: Config) -> None:
@@ -204,4 +217,4 @@ def _organ_share(
         return None
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "check_augment", "check_weight_average", "check_real_prior", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "Case"]

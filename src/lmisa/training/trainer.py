@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lmisa.augment import augment_batch, standardise
+from lmisa.augment import augment_batch
 from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
@@ -36,12 +36,11 @@ from lmisa.losses import (
     segmentation_loss,
     to_critic_input,
 )
-from lmisa.mlngm import mlngm_channels
 from lmisa.nets import build_critic, count_parameters
 from lmisa.sampling import SliceSampler, min_organ_pixels, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
-from lmisa.training.data import TrainingData, check_real_prior, check_weight_average, online_mlngm
+from lmisa.training.data import TrainingData, check_real_prior, check_weight_average, network_input
 from lmisa.training.plot import plot_progress
 
 
@@ -103,7 +102,6 @@ class Trainer:
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
-        self.online_mlngm = online_mlngm(cfg)
 
         torch.manual_seed(cfg.train.seed)
         rank = distributed.rank if distributed is not None else 0
@@ -231,10 +229,9 @@ class Trainer:
         return nullcontext()
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
-        """Network input from cached slices: MLNGM per channel when the cache holds intensities, z-scored."""
-        if self.online_mlngm:
-            x = mlngm_channels(x, self.cfg.data.mlngm_levels, dims=self.cfg.train.dims)
-        return standardise(x)
+        """Network input from cached slices: MLNGM per channel when the cache holds intensities, z-scored
+        (:func:`lmisa.training.data.network_input`, which prediction uses too)."""
+        return network_input(x, self.cfg)
 
     def sample_batch(self) -> dict[str, torch.Tensor]:
         aug, g = self.cfg.augment, self.generator
