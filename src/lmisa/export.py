@@ -42,6 +42,7 @@ from torch import nn
 
 from lmisa.errors import LmisaError
 from lmisa.predict import LoadedModel, load_run
+from lmisa.training.data import online_mlngm
 
 __all__ = ["ExportResult", "SegmentationOnly", "describe", "export_run", "TORCHSCRIPT", "ONNX", "DESCRIPTION"]
 
@@ -49,7 +50,7 @@ TORCHSCRIPT = "model.ts"
 ONNX = "model.onnx"
 DESCRIPTION = "model.json"
 ONNX_OPSET = 17
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: MLNGM on the frame for online-MLNGM runs (input.representation.on)
 
 
 class SegmentationOnly(nn.Module):
@@ -83,12 +84,15 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
     c = plans.context_slices
     channels = 2 * c + 1
     h, w = plans.size
+    online = online_mlngm(cfg)  # MLNGM computed on the frame, after crop/pad and stacking, as in training
     if plans.input == "mlngm":
         representation = {
             "kind": "mlngm",
             "levels": plans.mlngm_levels,
-            "how": "multi-resolution locally normalised gradient magnitude of each resampled axial slice "
-                   "(lmisa.mlngm.mlngm(slice, levels, dims=2)), in [0, 1]",
+            "on": "each channel of each framed sample (after crop/pad)" if online else "each resampled axial slice",
+            "how": "multi-resolution locally normalised gradient magnitude (lmisa.mlngm.mlngm(x, levels, dims=2)), "
+                   "in [0, 1]" + (" of the framed intensities (clipped and scaled as for kind raw)" if online else ""),
+            "clip_percentiles": list(plans.clip_percentiles) if online else None,
         }
     else:
         representation = {
@@ -123,11 +127,14 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
             "steps": [
                 f"resample every axial slice in-plane to spacing (sy, sx) = {list(plans.spacing)} mm "
                 "(bilinear, antialiased when shrinking); keep the slices as they are",
+                ("clip the resampled volume's intensities to the percentiles "
+                 f"{list(plans.clip_percentiles)} of the whole volume and scale to [0, 1]") if online else
                 f"compute the representation ({plans.input}) of the resampled volume",
                 "store as float16 and read back as float32 (as the training cache does; optional, tiny effect)",
                 f"centre-crop or zero-pad each slice to {h} x {w} (crop start (n - size) // 2; "
                 "pad before (size - n) // 2)",
                 f"stack slices k-{c} .. k+{c} (clamped) as channels" if c else "one slice per sample, 1 channel",
+                *(["MLNGM of every channel of every sample, on the frame (lmisa.mlngm.mlngm_channels)"] if online else []),
                 "z-score every sample and channel over its H x W pixels: (x - mean) / (std + 1e-6), "
                 "std with Bessel's correction (torch.std)",
             ],
