@@ -123,6 +123,16 @@ def test_load_run_rebuilds_the_network(run: Path, model: LoadedModel) -> None:
     assert load_run(run / "checkpoints" / "best.pt").plans == model.plans  # a checkpoint file works too
 
 
+def test_a_run_saved_before_online_mlngm_predicts_as_it_trained(run: Path, tmp_path: Path) -> None:
+    """A checkpoint without augment.before_mlngm trained on cached MLNGM: prediction computes it as then."""
+    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert load_run(run).online_mlngm  # today's run: MLNGM on the frame
+    del state["config"]["augment"]["before_mlngm"]
+    torch.save(state, tmp_path / "old.pt")
+    old = load_run(tmp_path / "old.pt")
+    assert old.config.augment.before_mlngm is False and not old.online_mlngm
+
+
 def test_load_run_errors_name_the_folder(run: Path, tmp_path: Path) -> None:
     with pytest.raises(LmisaError, match=f"{tmp_path}: not a run folder"):
         load_run(tmp_path)

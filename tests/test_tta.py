@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmisa.tta import VIEWS, _warp, inverse_matrices, tta_probabilities, view_matrices
+from lmisa.tta import VIEWS, _warp, inverse_matrices, tta_probabilities, view_matrices, views_within
 
 
 def _blob(n: int = 2, size: int = 64) -> torch.Tensor:
@@ -66,3 +66,20 @@ def test_segment_sees_each_view_once_per_batch() -> None:
 def test_only_2d_slices() -> None:
     with pytest.raises(ValueError, match="2D slices"):
         tta_probabilities(_pointwise, torch.zeros(1, 1, 4, 8, 8))
+
+
+def test_views_stay_within_the_runs_augmentation() -> None:
+    assert views_within(15.0, (0.75, 1.2)) == VIEWS
+    assert views_within(5.0, (1.0, 1.05)) == ((0.0, 1.0), (-5.0, 1.0), (5.0, 1.0), (0.0, 1.05))
+    assert views_within(15.0, (0.75, 1.2), enabled=False) == ((0.0, 1.0),)
+
+
+def test_a_non_square_frame_comes_back_exactly() -> None:
+    """affine_grid works in normalised coordinates, so a view and its inverse undo each other on any frame."""
+    h, w = 48, 96
+    ramp = torch.stack(torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij"))[None]
+    theta = view_matrices(VIEWS[1:])
+    for t, b in zip(theta, inverse_matrices(theta)):
+        back = _warp(_warp(ramp, t[None]), b[None])
+        covered = _warp(_warp(torch.ones(1, 1, h, w), t[None]), b[None]) > 1 - 1e-6  # no padding mixed in
+        torch.testing.assert_close(back[covered.expand_as(back)], ramp[covered.expand_as(ramp)], atol=1e-3, rtol=0)

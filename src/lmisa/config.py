@@ -211,6 +211,18 @@ class Config:
         return cls.from_yaml_text(path.read_text(), str(path))
 
 
+def as_trained(cfg: Config, saved: dict[str, Any]) -> Config:
+    """``cfg``, loaded from ``saved`` (a run's saved configuration), with the keys added since that run was
+    saved set to what it trained with rather than to today's defaults: no ``augment.before_mlngm`` -> False
+    (its cache held MLNGM), no ``train.ema_decay`` -> 0 (no weight average)."""
+    augment = saved.get("augment") if isinstance(saved, dict) else None
+    if not isinstance(augment, dict) or "before_mlngm" not in augment:
+        cfg.augment.before_mlngm = False
+    if cfg.train.ema_decay is None:
+        cfg.train.ema_decay = 0.0
+    return cfg
+
+
 def apply_variant(cfg: Config, variant: str) -> Config:
     """A copy of ``cfg`` with the switches of ``variant`` set (see VARIANTS)."""
     if variant not in VARIANTS:

@@ -42,7 +42,6 @@ from torch import nn
 
 from lmisa.errors import LmisaError
 from lmisa.predict import LoadedModel, load_run
-from lmisa.training.data import online_mlngm
 
 __all__ = ["ExportResult", "SegmentationOnly", "describe", "export_run", "TORCHSCRIPT", "ONNX", "DESCRIPTION"]
 
@@ -84,7 +83,7 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
     c = plans.context_slices
     channels = 2 * c + 1
     h, w = plans.size
-    online = online_mlngm(cfg)  # MLNGM computed on the frame, after crop/pad and stacking, as in training
+    online = model.online_mlngm  # MLNGM computed on the frame, after crop/pad and stacking, as in training
     if plans.input == "mlngm":
         representation = {
             "kind": "mlngm",

@@ -51,12 +51,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lmisa.config import Config
+from lmisa.config import Config, as_trained
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.preprocess import Plans, SliceSet, prepare_image, restore_probabilities
 from lmisa.training.trainer import resolve_device
-from lmisa.tta import tta_probabilities
+from lmisa.tta import tta_probabilities, views_within
 
 __all__ = [
     "LoadedModel",
@@ -95,6 +95,14 @@ class LoadedModel:
     def device(self) -> torch.device:
         p = next(self.net.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def online_mlngm(self) -> bool:
+        """True when training computed MLNGM per batch on the frame of cached intensities: prediction then
+        does the same (:func:`lmisa.training.data.network_input`)."""
+        from lmisa.training.data import online_mlngm
+
+        return self.plans.input == "mlngm" and online_mlngm(self.config)
 
     @property
     def in_channels(self) -> int:
@@ -142,7 +150,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         raise LmisaError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if not isinstance(state, dict) or not {"net", "config", "plans"} <= set(state):
         raise LmisaError(f"{path}: not an lmisa checkpoint (needs net, config and plans)")
-    config = Config.from_dict(state["config"], str(path))
+    config = as_trained(Config.from_dict(state["config"], str(path)), state["config"])
     try:
         plans = Plans.from_json(state["plans"])
     except Exception as exc:
@@ -211,13 +219,13 @@ def predict_volume(
     array = np.asarray(image.array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise LmisaError(f"expected a non-empty 2D or 3D image, got shape {array.shape}")
-    from lmisa.training.data import network_input, online_mlngm
+    from lmisa.training.data import network_input
 
     def represent(x: torch.Tensor) -> torch.Tensor:
         return network_input(x, model.config)
 
     # a run that computed MLNGM per batch in training (online) gets intensities here, and MLNGM in represent
-    prepared = prepare_image(image, replace(plans, input="raw") if online_mlngm(model.config) else plans, device=device)
+    prepared = prepare_image(image, replace(plans, input="raw") if model.online_mlngm else plans, device=device)
     z = prepared.input.shape[0]
     # The training cache stores inputs as float16 and gather_slices returns float32: the same here.
     vol = torch.from_numpy(prepared.input.astype(np.float16)).to(device)
@@ -238,15 +246,18 @@ def predict_volume(
     out_yx = tuple(prepared.original_shape[-2:])
 
     def segment(x: torch.Tensor) -> torch.Tensor:  # slices as training warped them -> float logits
+        x = represent(x)  # outside autocast, as in training
         with amp:
-            return _segment(net, represent(x)).float()
+            return _segment(net, x).float()
 
+    aug = model.config.augment
+    views = views_within(aug.rotate_deg, aug.scale, aug.enabled)  # only what the run trained on
     labels = torch.empty((z, *out_yx), dtype=torch.uint8, device=device)
     with torch.inference_mode():
         for start in range(0, z, batch_size):
             idx = torch.arange(start, min(z, start + batch_size), device=device)
             x, _ = gather_slices(slices, idx, offsets, with_labels=False)
-            probs = (tta_probabilities(segment, x) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)  # (C, B, H, W)
+            probs = (tta_probabilities(segment, x, views) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)  # (C, B, H, W)
             # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
             part = replace(prepared, original_shape=(len(idx), *out_yx))
             labels[start : start + len(idx)] = class_argmax(restore_probabilities(probs, part))
@@ -272,8 +283,9 @@ def _predict_patches(
     from monai.inferers import sliding_window_inference
 
     def window(x: torch.Tensor) -> torch.Tensor:
+        x = represent(x)  # outside autocast, as in training
         with amp:
-            return _segment(net, represent(x)).float()
+            return _segment(net, x).float()
 
     with torch.inference_mode():
         logits = sliding_window_inference(

@@ -24,11 +24,23 @@ import torch.nn.functional as F
 
 from lmisa.augment import affine_matrices
 
-__all__ = ["VIEWS", "view_matrices", "inverse_matrices", "tta_probabilities"]
+__all__ = ["VIEWS", "views_within", "view_matrices", "inverse_matrices", "tta_probabilities"]
 
 # (rotation in degrees, zoom): the identity first, then +-10 degrees and 0.9 / 1.1 zoom (training draws
 # +-15 degrees and 0.75-1.2)
 VIEWS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (-10.0, 1.0), (10.0, 1.0), (0.0, 0.9), (0.0, 1.1))
+
+
+def views_within(rotate_deg: float, scale: Sequence[float], enabled: bool = True) -> tuple[tuple[float, float], ...]:
+    """:data:`VIEWS` limited to a run's training augmentation (angles within +-``rotate_deg``, zooms within
+    ``scale``; only the identity when it trained without augmentation): a view the network never saw in
+    training would test it, not help it. The identity is always the first view."""
+    views = [VIEWS[0]]
+    for angle, zoom in VIEWS[1:] if enabled else ():
+        view = (max(-rotate_deg, min(rotate_deg, angle)), max(scale[0], min(scale[1], zoom)))
+        if view not in views:
+            views.append(view)
+    return tuple(views)
 
 
 def view_matrices(views: Sequence[tuple[float, float]], device: torch.device | str = "cpu") -> torch.Tensor:

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmisa.config import Config, apply_variant
+import yaml
+
+from lmisa.config import Config, apply_variant, as_trained
 from lmisa.errors import LmisaError
 
 
@@ -102,9 +104,8 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
         if out is None:
             raise LmisaError("--resume needs --out RUN_DIR")
         run_dir = runfiles.prepare_run_dir(Path(out), resume=True)
-        cfg = Config.load(run_dir / runfiles.CONFIG)
-        if cfg.train.ema_decay is None:  # saved before the weight average existed: it trained without one
-            cfg.train.ema_decay = 0.0
+        cfg = Config.load(run_dir / runfiles.CONFIG)  # keys added since the run was saved: as it trained
+        cfg = as_trained(cfg, yaml.safe_load((run_dir / runfiles.CONFIG).read_text()) or {})
         if device is not None:
             cfg.train.device = device
         split = json.loads((run_dir / runfiles.SPLIT).read_text())
