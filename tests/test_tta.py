@@ -83,3 +83,17 @@ def test_a_non_square_frame_comes_back_exactly() -> None:
         back = _warp(_warp(ramp, t[None]), b[None])
         covered = _warp(_warp(torch.ones(1, 1, h, w), t[None]), b[None]) > 1 - 1e-6  # no padding mixed in
         torch.testing.assert_close(back[covered.expand_as(back)], ramp[covered.expand_as(ramp)], atol=1e-3, rtol=0)
+
+
+def test_pixels_a_view_did_not_cover_are_decided_by_the_others() -> None:
+    calls = []
+
+    def segment(x: torch.Tensor) -> torch.Tensor:  # the identity votes class 0, the zoomed view class 1
+        calls.append(1)
+        logits = torch.zeros(x.shape[0], 2, *x.shape[2:])
+        logits[:, 0 if len(calls) == 1 else 1] = 20.0
+        return logits
+
+    probs = tta_probabilities(segment, torch.rand(1, 1, 64, 64), views=[(0.0, 1.0), (0.0, 1.1)])
+    assert probs[0, 0, 0, 0] > 0.99  # the frame's border: the 1.1 zoom never saw it
+    torch.testing.assert_close(probs[0, :, 32, 32], torch.tensor([0.5, 0.5]), atol=1e-4, rtol=0)
