@@ -190,32 +190,35 @@ class Config:
         Path(path).write_text(self.to_yaml())
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "Config":
-        return _from_dict(cls, data or {}, where)
+    def from_dict(cls, data: dict[str, Any], where: str = "config", saved_run: bool = False) -> "Config":
+        """``saved_run``: ``data`` is a run's saved configuration; keys added since it was saved take the
+        value that run trained with, not today's default (see :func:`_as_trained`)."""
+        cfg = _from_dict(cls, data or {}, where)
+        return _as_trained(cfg, data or {}) if saved_run else cfg
 
     @classmethod
-    def from_yaml_text(cls, text: str, where: str = "config") -> "Config":
+    def from_yaml_text(cls, text: str, where: str = "config", saved_run: bool = False) -> "Config":
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise LmisaError(f"{where}: invalid YAML ({exc})".replace("\n", " ")) from None
         if data is not None and not isinstance(data, dict):
             raise LmisaError(f"{where}: expected a mapping at the top level")
-        return cls.from_dict(data or {}, where)
+        return cls.from_dict(data or {}, where, saved_run)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path, saved_run: bool = False) -> "Config":
         path = Path(path)
         if not path.exists():
             raise LmisaError(f"{path}: config file not found")
-        return cls.from_yaml_text(path.read_text(), str(path))
+        return cls.from_yaml_text(path.read_text(), str(path), saved_run)
 
 
-def as_trained(cfg: Config, saved: dict[str, Any]) -> Config:
+def _as_trained(cfg: Config, saved: dict[str, Any]) -> Config:
     """``cfg``, loaded from ``saved`` (a run's saved configuration), with the keys added since that run was
     saved set to what it trained with rather than to today's defaults: no ``augment.before_mlngm`` -> False
     (its cache held MLNGM), no ``train.ema_decay`` -> 0 (no weight average)."""
-    augment = saved.get("augment") if isinstance(saved, dict) else None
+    augment = saved.get("augment")
     if not isinstance(augment, dict) or "before_mlngm" not in augment:
         cfg.augment.before_mlngm = False
     if cfg.train.ema_decay is None:

@@ -51,7 +51,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lmisa.config import Config, as_trained
+from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.preprocess import Plans, SliceSet, prepare_image, restore_probabilities
@@ -150,7 +150,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         raise LmisaError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if not isinstance(state, dict) or not {"net", "config", "plans"} <= set(state):
         raise LmisaError(f"{path}: not an lmisa checkpoint (needs net, config and plans)")
-    config = as_trained(Config.from_dict(state["config"], str(path)), state["config"])
+    config = Config.from_dict(state["config"], str(path), saved_run=True)
     try:
         plans = Plans.from_json(state["plans"])
     except Exception as exc:

@@ -74,22 +74,18 @@ def tta_probabilities(
     """
     if x.ndim != 4:
         raise ValueError(f"test-time augmentation is for 2D slices (B, C, H, W), got shape {tuple(x.shape)}")
-    thetas = view_matrices(views, x.device)
-    identity = view_matrices([(0.0, 1.0)], x.device)[0]
-    total = weight = None
-    for theta in thetas:
-        plain = torch.equal(theta, identity)
-        probs = torch.softmax(segment(x if plain else _warp(x, theta[None])).float(), dim=1)
-        if plain:
-            cover = torch.ones_like(probs[:, :1])
+    if not views:
+        raise ValueError("test-time augmentation needs at least one view")
+    total: torch.Tensor | float = 0.0
+    weight: torch.Tensor | float = 0.0
+    for view, theta in zip(views, view_matrices(views, x.device)):
+        if tuple(view) == (0.0, 1.0):  # the identity: no warp, every pixel covered
+            probs, cover = torch.softmax(segment(x).float(), dim=1), torch.ones_like(x[:, :1])
         else:
             back = inverse_matrices(theta[None])
-            probs = _warp(probs, back)
-            cover = _warp(torch.ones_like(probs[:, :1]), back)
-            probs = probs * (cover > 0.999)  # pixels the view saw fully
-            cover = (cover > 0.999).float()
-        total = probs if total is None else total + probs
-        weight = cover if weight is None else weight + cover
-    if weight is None or total is None:
-        raise ValueError("test-time augmentation needs at least one view")
-    return total / weight.clamp_min(1.0)
+            probs = _warp(torch.softmax(segment(_warp(x, theta[None])).float(), dim=1), back)
+            cover = (_warp(torch.ones_like(x[:, :1]), back) > 0.999).float()  # pixels the view saw fully
+            probs = probs * cover
+        total = total + probs
+        weight = weight + cover
+    return total / torch.as_tensor(weight).clamp_min(1.0)

@@ -13,9 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lmisa.config import Config, apply_variant, as_trained
+from lmisa.config import Config, apply_variant
 from lmisa.errors import LmisaError
 
 
@@ -104,8 +102,7 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
         if out is None:
             raise LmisaError("--resume needs --out RUN_DIR")
         run_dir = runfiles.prepare_run_dir(Path(out), resume=True)
-        cfg = Config.load(run_dir / runfiles.CONFIG)  # keys added since the run was saved: as it trained
-        cfg = as_trained(cfg, yaml.safe_load((run_dir / runfiles.CONFIG).read_text()) or {})
+        cfg = Config.load(run_dir / runfiles.CONFIG, saved_run=True)  # keys added since: as it trained
         if device is not None:
             cfg.train.device = device
         split = json.loads((run_dir / runfiles.SPLIT).read_text())
