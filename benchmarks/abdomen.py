@@ -42,11 +42,13 @@ MAIN_VARIANTS = ("source_only", "lmisa", "supervised")
 ABLATIONS = ("lmisa_paper", "no_mlngm", "no_recon", "no_shape")
 
 # Settings shared by every variant; fixed before any target result was seen. The in-plane spacing
-# and frame (2.5 mm, 160 x 160 = 400 mm field of view, both directions) and the schedule (1,000
-# steps of 16 + 16 slices) are compute choices: the whole table must train in minutes on one GPU.
+# and frame (2.5 mm, 160 x 160 = 400 mm field of view, both directions) and the schedule (2,400
+# steps of 8 + 8 slices, RESULTS.md sections 2 and 2j; 1,000 steps of 16 + 16 before) are compute
+# choices: the whole table must train in minutes on one GPU (26 runs at once: about 8 min on an H200
+# under CUDA MPS, benchmarks/run_on_gpu.sh). = benchmarks/configs/abdomen_gpu_long_25mm.yaml.
 FULL = {
     "data": {"spacing": [2.5, 2.5], "size": [160, 160]},
-    "train": {"batch_size": 16, "epochs": 20, "steps_per_epoch": 50, "lr_decay_every": 7, "log_every": 25},
+    "train": {"batch_size": 8, "epochs": 24, "steps_per_epoch": 100, "lr_decay_every": 10, "val_batches": 4},
 }
 QUICK = {  # 2-core CPU, < 30 min for source_only + lmisa in both directions
     "data": {"spacing": [4.0, 4.0], "size": [96, 96]},

@@ -9,7 +9,7 @@
 # 5 s), runs.tgz (every run's log.csv, train.log, params, stdout: written after training, again at the
 # end), results.{json,md}, cost_vs_dice.png and the example pictures. Every file is written as soon as
 # it exists, so a command cut at its limit still returns what it got to.
-#   MPS=1 runs the processes under the CUDA multi-process service where it starts (see below).
+#   MPS=0 turns off the CUDA multi-process service (on by default where it starts; see below and RESULTS.md 2j).
 #   PACK_RUNS=1 also packs the runs' weights (float16) for evaluation elsewhere (compact_data.py
 #   unpack-runs); that adds files, so leave out the pictures then.
 set -uo pipefail
@@ -28,10 +28,11 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$OUT/gpu.csv" 2>&1 &
   SMI_PID=$!
 fi
-trap 'kill ${SMI_PID:-} 2>/dev/null; [ "${MPS:-0}" = 1 ] && stop_mps' EXIT
+trap 'kill ${SMI_PID:-} 2>/dev/null; [ "${MPS:-1}" = 1 ] && stop_mps' EXIT
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$LOG"
 stop_mps() { echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; }
-if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+MPS=${MPS:-1}
+if [ "$MPS" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
   # The CUDA multi-process service lets the kernels of the parallel runs share the GPU at once rather
   # than taking turns; it is checked with one client and left off if that fails or hangs.
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
