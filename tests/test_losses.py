@@ -18,6 +18,7 @@ from lmisa.losses import (
     segmentation_loss,
     soften_label_maps,
     to_critic_input,
+    weighted_mean,
 )
 from lmisa.nets import build_critic
 
@@ -201,6 +202,28 @@ def test_critic_loss_sign_conventions():
     assert g.item() == 0.0
     g.backward()
     assert (fake.grad < 0).all()
+
+
+def test_weighted_adversarial_terms_judge_only_the_weighted_maps():
+    critic = LinearCritic(torch.ones(1, 2, 2))  # D(x) = sum(x)
+    real = torch.ones(3, 1, 2, 2)
+    fake = torch.stack([torch.full((1, 2, 2), v) for v in (0.0, 0.5, 1.0)]).requires_grad_(True)  # D = 0, 2, 4
+    weight = torch.tensor([0.0, 1.0, 1.0])
+    # all-ones weights are the plain mean
+    torch.testing.assert_close(generator_adversarial_loss(critic, fake, torch.ones(3)), generator_adversarial_loss(critic, fake))
+    torch.testing.assert_close(critic_loss(critic, real, fake, 0.0, fake_weight=torch.ones(3))[0],
+                               critic_loss(critic, real, fake, 0.0)[0])
+    # weight 0 leaves a map out of both terms, and it gets no adversarial gradient
+    g = generator_adversarial_loss(critic, fake, weight)
+    assert g.item() == pytest.approx(-3.0)
+    g.backward()
+    assert (fake.grad[0] == 0).all() and (fake.grad[1:] < 0).all()
+    loss, stats = critic_loss(critic, real, fake, gp_weight=0.0, fake_weight=weight)
+    assert stats["d_fake"].item() == pytest.approx(3.0) and loss.item() == pytest.approx(3.0 - 4.0)
+    # no weighted map: no adversarial term (not a NaN)
+    none = generator_adversarial_loss(critic, fake, torch.zeros(3))
+    assert none.item() == 0.0 and torch.isfinite(critic_loss(critic, real, fake, 10.0, fake_weight=torch.zeros(3))[0])
+    assert weighted_mean(torch.tensor([1.0, 3.0])).item() == 2.0
 
 
 def test_patch_reduction_mean_vs_sum():

@@ -83,6 +83,13 @@ class LossConfig:
     # an organ, against CT from chest to pelvis, 44 %), "source" also teaches it that organs are rarer
     # than they are on the target, and the generator then erases target organs (docs/RESULTS.md 2, 2a).
     real_prior: Literal["source", "target", "auto"] = "auto"
+    # Which maps the critic judges. "all": every target prediction, against real maps drawn as real_prior
+    # says. "organs": only maps that hold an organ, on both sides (real maps from source slices with an
+    # organ; target predictions with as many organ pixels, the others left out of both adversarial terms),
+    # so that it judges the shapes of organs and never pushes a slice to hold one; real_prior then has no
+    # effect. Where the target scans reach beyond the source's (MR -> CT), "all" adds false positives on
+    # slices beyond the organs (docs/RESULTS.md 2j). An option, not (yet) the default.
+    critic_maps: Literal["all", "organs"] = "all"
 
 
 @dataclass

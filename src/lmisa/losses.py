@@ -180,24 +180,35 @@ def gradient_penalty(
     return (norm - 1.0).square().mean()
 
 
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``values.mean()``, or the mean weighted per sample by ``weight`` (N,); 0 where every weight is 0."""
+    if weight is None:
+        return values.mean()
+    w = weight.to(values.dtype)
+    return (values * w).sum() / w.sum().clamp_min(1e-12)
+
+
 def critic_loss(
     critic: Callable[[torch.Tensor], torch.Tensor],
     real: torch.Tensor,
     fake: torch.Tensor,
     gp_weight: float = 10.0,
     patch_reduction: str = "mean",
+    fake_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """WGAN-GP critic loss ``mean D(fake) - mean D(real) + gp_weight * gradient_penalty``.
 
     ``real``: background-free one-hot (possibly softened) source label maps; ``fake``: background-free
     softmax predictions on target images (detached here: the critic step does not train the generator).
-    Minimising it raises the scores of real maps.  Returns ``(loss, stats)``; ``stats`` holds detached
-    0-d float32 tensors: ``d_real``, ``d_fake``, ``wasserstein`` (= d_real - d_fake, the critic's
-    estimate of the distance; it should stay bounded), ``gradient_penalty`` and ``loss``.
+    ``fake_weight`` (N,), optional: weights of the fake maps in ``mean D(fake)`` (0 leaves a map out;
+    the penalty still runs over every pair). Minimising it raises the scores of real maps.  Returns
+    ``(loss, stats)``; ``stats`` holds detached 0-d float32 tensors: ``d_real``, ``d_fake``,
+    ``wasserstein`` (= d_real - d_fake, the critic's estimate of the distance; it should stay bounded),
+    ``gradient_penalty`` and ``loss``.
     """
     fake = fake.detach()
     d_real = critic(real).float().mean()
-    d_fake = critic(fake).float().mean()
+    d_fake = weighted_mean(_per_sample_score(critic(fake), "mean"), fake_weight)
     gp = gradient_penalty(critic, real, fake, patch_reduction=patch_reduction)
     loss = d_fake - d_real + gp_weight * gp
     stats = {
@@ -210,13 +221,16 @@ def critic_loss(
     return loss, stats
 
 
-def generator_adversarial_loss(critic: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor) -> torch.Tensor:
+def generator_adversarial_loss(
+    critic: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """``-mean D(fake)`` (float32): the generator's WGAN term; gradients flow into ``fake``.
 
-    The critic's parameters receive gradients too; step only the generator's optimiser with it (and
-    zero the critic's gradients before its own step).
+    ``weight`` (N,), optional: per-map weights of the mean (a map of weight 0 gets no adversarial
+    gradient). The critic's parameters receive gradients too; step only the generator's optimiser with
+    it (and zero the critic's gradients before its own step).
     """
-    return -critic(fake).float().mean()
+    return -weighted_mean(_per_sample_score(critic(fake), "mean"), weight)
 
 
 # --- label-map helpers -------------------------------------------------------------------------------

@@ -232,6 +232,44 @@ def test_target_real_prior_needs_uniform_real_maps(domains, tmp_path: Path) -> N
     train(src, tgt, out=tmp_path / "so", overrides=cfg, progress=False, variant="source_only")
 
 
+def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) -> None:
+    import lmisa.training.trainer as trainer_module
+
+    weights: list[torch.Tensor] = []
+    real_critic_loss = trainer_module.critic_loss
+
+    def spy(critic, real, fake, **kwargs):
+        weights.append(kwargs["fake_weight"])
+        return real_critic_loss(critic, real, fake, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "critic_loss", spy)
+    src, tgt = domains
+    loss = {"critic_maps": "organs", "adv_warmup": 0.0, "adv_ramp": 0.0}
+    run = train(src, tgt, out=tmp_path / "run", overrides={"data": TINY["data"], "train": TINY["train"], "loss": loss},
+                progress=False)
+    assert "critic maps: organs only" in (run / "train.log").read_text()
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["real_fraction"] == 1.0
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert all(0.0 <= float(r["loss_critic_fake_share"]) <= 1.0 for r in rows)
+    assert all(w is not None and set(w.unique().tolist()) <= {0.0, 1.0} for w in weights)
+    # the gate: a prediction holds an organ from min_organ_pixels argmax pixels on (32 x 32 frame: 1)
+    trainer = Trainer.__new__(Trainer)
+    trainer.cfg, trainer.data = Config.from_dict({"loss": loss}), type("D", (), {"plans": type("P", (), {"size": (32, 32)})})()
+    seg = torch.zeros(3, 5, 32, 32)
+    seg[:, 0] = 1.0  # background everywhere
+    seg[1, 2, 4, 4] = 2.0  # one right-kidney pixel
+    torch.testing.assert_close(trainer.critic_fake_weight(seg), torch.tensor([0.0, 1.0, 0.0]))
+    trainer.cfg = Config()
+    assert trainer.critic_fake_weight(seg) is None  # the default judges every map
+
+
+def test_organ_maps_only_need_uniform_real_maps(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": {"critic_maps": "organs", "real_uniform": False}}
+    with pytest.raises(LmisaError, match="critic_maps: organs needs loss.real_uniform"):
+        train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+
+
 @pytest.mark.parametrize("uniform", [True, False])
 def test_critic_can_judge_source_predictions_instead_of_labels(domains, tmp_path: Path, monkeypatch, uniform) -> None:
     import lmisa.training.trainer as trainer_module

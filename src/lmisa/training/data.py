@@ -99,6 +99,8 @@ def check_real_prior(cfg: Config) -> None:
     L = cfg.loss
     if L.real_prior == "target" and cfg.uses_critic and not L.real_uniform:
         raise LmisaError("loss.real_prior: target needs loss.real_uniform: true (the real maps it re-weights)")
+    if L.critic_maps == "organs" and cfg.uses_critic and not L.real_uniform:
+        raise LmisaError("loss.critic_maps: organs needs loss.real_uniform: true (the real maps it draws from organ slices)")
     if L.critic_real == "predictions" and L.real_label_smoothing > 0 and cfg.uses_critic:
         raise LmisaError("loss.real_label_smoothing smooths label maps: set it to 0 with loss.critic_real: predictions")
 

@@ -98,7 +98,7 @@ class Trainer:
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
-        self.real_fraction: float | None = None  # loss.real_prior "target"/"auto" when applied; saved with the run
+        self.real_fraction: float | None = None  # real_prior "target"/"auto" or critic_maps "organs" when applied; saved
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
@@ -187,7 +187,14 @@ class Trainer:
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
         prior, share = self.cfg.loss.real_prior, self.data.organ_share
-        if prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
+        if self.cfg.loss.critic_maps == "organs" and self.real_sampler is not None and self.target_sampler is not None:
+            self.real_fraction = 1.0
+            if not self.real_sampler.match_organ_fraction(1.0, min_organ_pixels(tuple(self.data.plans.size))):
+                self.log.warning("critic real maps: stay uniform (the source slices are all of one kind)")
+            else:
+                self.log.info("critic maps: organs only (real: the %.0f %% of source slices that hold an organ; "
+                              "target: predictions with an organ)", 100 * self.source_organ_share())
+        elif prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
             if share is None:  # no organ span in the source labels, or TrainingData built by hand
                 self.log.warning("loss.real_prior: %s: no organ-share estimate in the training data "
                                  "(lmisa.training.data.prepare_training_data makes it): real maps stay uniform", prior)
@@ -305,12 +312,15 @@ class Trainer:
                 )
                 total = total + L.w_recon * loss_rec
                 stats["recon"] = loss_rec.detach()
-            fake = None
+            fake = fake_weight = None
             if self.critic is not None and xt is not None:
                 fake = to_critic_input(torch.softmax(seg[n_s:].float(), dim=1))
-                loss_adv = generator_adversarial_loss(self.critic, fake)
+                fake_weight = self.critic_fake_weight(seg[n_s:])
+                loss_adv = generator_adversarial_loss(self.critic, fake, fake_weight)
                 total = total + self.adversarial_weight() * loss_adv
                 stats["adv"] = loss_adv.detach()
+                if fake_weight is not None:
+                    stats["critic_fake_share"] = fake_weight.mean()
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.opt.step()
@@ -318,7 +328,8 @@ class Trainer:
         if fake is not None:
             real = self.critic_real_maps(batch, seg[:n_s])
             with self.autocast():
-                loss_c, cstats = critic_loss(self.critic, real, fake.detach(), gp_weight=L.gp_weight)
+                loss_c, cstats = critic_loss(self.critic, real, fake.detach(), gp_weight=L.gp_weight,
+                                             fake_weight=fake_weight)
             self.opt_critic.zero_grad(set_to_none=True)
             loss_c.backward()
             self.opt_critic.step()
@@ -326,6 +337,15 @@ class Trainer:
             for k, v in cstats.items():
                 stats[f"critic_{k}"] = v.detach()
         return stats
+
+    @torch.no_grad()
+    def critic_fake_weight(self, seg_target: torch.Tensor) -> torch.Tensor | None:
+        """``loss.critic_maps: organs``: 1 for the target predictions that hold an organ (as many argmax
+        pixels as a real map needs to count as holding one), 0 for the others; None (all) otherwise."""
+        if self.cfg.loss.critic_maps != "organs":
+            return None
+        pixels = (seg_target.argmax(1) > 0).flatten(1).sum(1)
+        return (pixels >= min_organ_pixels(tuple(self.data.plans.size))).float()
 
     @torch.no_grad()
     def critic_real_maps(self, batch: dict[str, torch.Tensor], seg_source: torch.Tensor) -> torch.Tensor:
