@@ -223,7 +223,7 @@ def test_weighted_adversarial_terms_judge_only_the_weighted_maps():
     # no weighted map: no adversarial term (not a NaN)
     none = generator_adversarial_loss(critic, fake, torch.zeros(3))
     assert none.item() == 0.0 and torch.isfinite(critic_loss(critic, real, fake, 10.0, fake_weight=torch.zeros(3))[0])
-    assert weighted_mean(torch.tensor([1.0, 3.0])).item() == 2.0
+    assert weighted_mean(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 3.0])).item() == 2.5
 
 
 def test_patch_reduction_mean_vs_sum():

@@ -180,10 +180,8 @@ def gradient_penalty(
     return (norm - 1.0).square().mean()
 
 
-def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """``values.mean()``, or the mean weighted per sample by ``weight`` (N,); 0 where every weight is 0."""
-    if weight is None:
-        return values.mean()
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The mean of per-sample ``values`` (N,) weighted by ``weight`` (N,); 0 where every weight is 0."""
     w = weight.to(values.dtype)
     return (values * w).sum() / w.sum().clamp_min(1e-12)
 
@@ -208,7 +206,8 @@ def critic_loss(
     """
     fake = fake.detach()
     d_real = critic(real).float().mean()
-    d_fake = weighted_mean(_per_sample_score(critic(fake), "mean"), fake_weight)
+    d_fake = critic(fake).float()
+    d_fake = d_fake.mean() if fake_weight is None else weighted_mean(_per_sample_score(d_fake, "mean"), fake_weight)
     gp = gradient_penalty(critic, real, fake, patch_reduction=patch_reduction)
     loss = d_fake - d_real + gp_weight * gp
     stats = {
@@ -230,7 +229,8 @@ def generator_adversarial_loss(
     gradient). The critic's parameters receive gradients too; step only the generator's optimiser with
     it (and zero the critic's gradients before its own step).
     """
-    return -weighted_mean(_per_sample_score(critic(fake), "mean"), weight)
+    scores = critic(fake).float()
+    return -(scores.mean() if weight is None else weighted_mean(_per_sample_score(scores, "mean"), weight))
 
 
 # --- label-map helpers -------------------------------------------------------------------------------

@@ -188,10 +188,10 @@ class Trainer:
         self.val_index = self._fixed_val_index()
         prior, share = self.cfg.loss.real_prior, self.data.organ_share
         if self.cfg.loss.critic_maps == "organs" and self.real_sampler is not None and self.target_sampler is not None:
-            self.real_fraction = 1.0
             if not self.real_sampler.match_organ_fraction(1.0, min_organ_pixels(tuple(self.data.plans.size))):
                 self.log.warning("critic real maps: stay uniform (the source slices are all of one kind)")
             else:
+                self.real_fraction = 1.0
                 self.log.info("critic maps: organs only (real: the %.0f %% of source slices that hold an organ; "
                               "target: predictions with an organ)", 100 * self.source_organ_share())
         elif prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
