@@ -1,7 +1,7 @@
 """Real-data benchmark: abdominal CT <-> MR, both directions, LMISA with its ablations and bounds.
 
     python benchmarks/abdomen.py --quick                       # CPU, < 30 min: source_only vs lmisa
-    python benchmarks/abdomen.py --device cuda --parallel 13   # the full table (one H100: minutes)
+    python benchmarks/abdomen.py --device cuda --parallel 26   # the full table (one GPU: about 8 min under MPS)
     python benchmarks/abdomen.py --test-target OTHER_DATASET   # evaluate finished runs elsewhere
 
 Phases (``--phase``): ``train`` (every run of the table; finished runs are kept unless ``--force``),
@@ -45,7 +45,7 @@ ABLATIONS = ("lmisa_paper", "no_mlngm", "no_recon", "no_shape")
 # and frame (2.5 mm, 160 x 160 = 400 mm field of view, both directions) and the schedule (2,400
 # steps of 8 + 8 slices, RESULTS.md sections 2 and 2j; 1,000 steps of 16 + 16 before) are compute
 # choices: the whole table must train in minutes on one GPU (26 runs at once: about 8 min on an H200
-# under CUDA MPS, benchmarks/run_on_gpu.sh). = benchmarks/configs/abdomen_gpu_long_25mm.yaml.
+# under CUDA MPS by an estimate from 22 runs in 7, benchmarks/run_on_gpu.sh). = benchmarks/configs/abdomen_gpu_long_25mm.yaml.
 FULL = {
     "data": {"spacing": [2.5, 2.5], "size": [160, 160]},
     "train": {"batch_size": 8, "epochs": 24, "steps_per_epoch": 100, "lr_decay_every": 10, "val_batches": 4},

@@ -28,19 +28,23 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$OUT/gpu.csv" 2>&1 &
   SMI_PID=$!
 fi
-trap 'kill ${SMI_PID:-} 2>/dev/null; [ "${MPS:-1}" = 1 ] && stop_mps' EXIT
+MPS_STARTED=0
+stop_mps() { echo quit | timeout 10 nvidia-cuda-mps-control >/dev/null 2>&1; sleep 1; }
+trap 'kill ${SMI_PID:-} 2>/dev/null; [ "$MPS_STARTED" = 1 ] && stop_mps' EXIT
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$LOG"
-stop_mps() { echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; }
-MPS=${MPS:-1}
-if [ "$MPS" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
   # The CUDA multi-process service lets the kernels of the parallel runs share the GPU at once rather
-  # than taking turns; it is checked with one client and left off if that fails or hangs.
+  # than taking turns (up to 48 client processes); it is checked with one client and left off if that
+  # fails or hangs. A daemon left by an earlier call that was killed is stopped first.
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+  stop_mps
+  if nvidia-cuda-mps-control -d && MPS_STARTED=1 \
+     && timeout 60 python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
     echo "MPS: on" | tee -a "$LOG"
   else
-    stop_mps; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; echo "MPS: failed, off" | tee -a "$LOG"
+    [ "$MPS_STARTED" = 1 ] && stop_mps
+    MPS_STARTED=0; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; echo "MPS: failed, off" | tee -a "$LOG"
   fi
 else
   echo "MPS: off" | tee -a "$LOG"
@@ -52,10 +56,13 @@ pack_logs() {  # every run's small files, one archive (the way back takes files 
     | tar --null -czf "$OUT/runs.tgz" -T - 2>/dev/null)
 }
 t0=$(date +%s)
-if [ ! -e "$B/data/.unpacked" ]; then  # a second call on the same (warm) machine keeps the data and caches
+# a second call on the same (warm) machine keeps the data and caches, if it carries the same packs
+packs=$(ls -l .devdata/abdomen .devdata/abdomen_test 2>/dev/null | md5sum | cut -d' ' -f1)
+if [ "$(cat "$B/data/.unpacked" 2>/dev/null)" != "$packs" ]; then
+  rm -rf "$B/data" "$LMISA_CACHE"
   python3 benchmarks/compact_data.py unpack-data .devdata/abdomen "$B/data" > /dev/null || exit 1
   [ -d .devdata/abdomen_test ] && { python3 benchmarks/compact_data.py unpack-data .devdata/abdomen_test "$B/data" > /dev/null || exit 1; }
-  touch "$B/data/.unpacked"
+  echo "$packs" > "$B/data/.unpacked"
 fi
 echo "unpacked in $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
 t1=$(date +%s)

@@ -199,7 +199,7 @@ def critic_loss(
     ``real``: background-free one-hot (possibly softened) source label maps; ``fake``: background-free
     softmax predictions on target images (detached here: the critic step does not train the generator).
     ``fake_weight`` (N,), optional: weights of the fake maps in ``mean D(fake)`` (0 leaves a map out;
-    the penalty still runs over every pair). Minimising it raises the scores of real maps.  Returns
+    the penalty still runs over every pair; with no weighted map, only the penalty). Minimising it raises the scores of real maps.  Returns
     ``(loss, stats)``; ``stats`` holds detached 0-d float32 tensors: ``d_real``, ``d_fake``,
     ``wasserstein`` (= d_real - d_fake, the critic's estimate of the distance; it should stay bounded),
     ``gradient_penalty`` and ``loss``.
@@ -207,7 +207,12 @@ def critic_loss(
     fake = fake.detach()
     d_real = critic(real).float().mean()
     d_fake = critic(fake).float()
-    d_fake = d_fake.mean() if fake_weight is None else weighted_mean(_per_sample_score(d_fake, "mean"), fake_weight)
+    if fake_weight is None:
+        d_fake = d_fake.mean()
+    else:
+        d_fake = weighted_mean(_per_sample_score(d_fake, "mean"), fake_weight)
+        # no fake map judged: no Wasserstein term (else D(real) alone would drift up), the penalty only
+        d_real = d_real * (fake_weight.sum() > 0).to(d_real.dtype)
     gp = gradient_penalty(critic, real, fake, patch_reduction=patch_reduction)
     loss = d_fake - d_real + gp_weight * gp
     stats = {

@@ -259,6 +259,10 @@ def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) 
     seg[:, 0] = 1.0  # background everywhere
     seg[1, 2, 4, 4] = 2.0  # one right-kidney pixel
     torch.testing.assert_close(trainer.critic_fake_weight(seg), torch.tensor([0.0, 1.0, 0.0]))
+    patches = torch.stack([seg, seg, seg], dim=2)  # (N, C, D, H, W): judged on the centre slice
+    patches[0, 3, 1, 5, 5] = 2.0
+    patches[2, 3, 0, 5, 5] = 2.0
+    torch.testing.assert_close(trainer.critic_fake_weight(patches), torch.tensor([1.0, 1.0, 0.0]))
     trainer.cfg = Config()
     assert trainer.critic_fake_weight(seg) is None  # the default judges every map
 

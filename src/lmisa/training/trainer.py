@@ -341,10 +341,15 @@ class Trainer:
     @torch.no_grad()
     def critic_fake_weight(self, seg_target: torch.Tensor) -> torch.Tensor | None:
         """``loss.critic_maps: organs``: 1 for the target predictions that hold an organ (as many argmax
-        pixels as a real map needs to count as holding one), 0 for the others; None (all) otherwise."""
+        pixels as a real map needs to count as holding one; in 3D on the patch's centre slice, as the
+        real maps are chosen), 0 for the others; None (all) otherwise. Under DDP each rank averages over
+        its own judged maps."""
         if self.cfg.loss.critic_maps != "organs":
             return None
-        pixels = (seg_target.argmax(1) > 0).flatten(1).sum(1)
+        organ = seg_target.argmax(1) > 0
+        if organ.dim() == 4:  # (N, D, H, W) patches
+            organ = organ[:, organ.shape[1] // 2]
+        pixels = organ.flatten(1).sum(1)
         return (pixels >= min_organ_pixels(tuple(self.data.plans.size))).float()
 
     @torch.no_grad()
