@@ -88,7 +88,8 @@ class LossConfig:
     # organ; target predictions with as many organ pixels, the others left out of both adversarial terms),
     # so that it judges the shapes of organs and never pushes a slice to hold one; real_prior then has no
     # effect. Where the target scans reach beyond the source's (MR -> CT), "all" adds false positives on
-    # slices beyond the organs (docs/RESULTS.md 2j). An option, not (yet) the default.
+    # slices beyond the organs (docs/RESULTS.md 2j). An option: screened MR -> CT, its gate let nearly every
+    # target prediction through and the false positives grew; not adopted (docs/RESULTS.md 2k).
     critic_maps: Literal["all", "organs"] = "all"
 
 
