@@ -188,12 +188,7 @@ class Trainer:
         self.val_index = self._fixed_val_index()
         prior, share = self.cfg.loss.real_prior, self.data.organ_share
         if self.cfg.loss.critic_maps == "organs" and self.real_sampler is not None and self.target_sampler is not None:
-            if not self.real_sampler.match_organ_fraction(1.0, min_organ_pixels(tuple(self.data.plans.size))):
-                self.log.warning("critic real maps: stay uniform (the source slices are all of one kind)")
-            else:
-                self.real_fraction = 1.0
-                self.log.info("critic maps: organs only (real: the %.0f %% of source slices that hold an organ; "
-                              "target: predictions with an organ)", 100 * self.source_organ_share())
+            self.match_real_prior(1.0, why="critic maps: organs only, target predictions judged where they hold one")
         elif prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
             if share is None:  # no organ span in the source labels, or TrainingData built by hand
                 self.log.warning("loss.real_prior: %s: no organ-share estimate in the training data "
@@ -262,18 +257,20 @@ class Trainer:
         pixels = min_organ_pixels(tuple(self.data.plans.size))
         return float(organ_slices(self.real_sampler.slices.labels, pixels).float().mean())
 
-    def match_real_prior(self, fraction: float) -> None:
-        """From now on the critic's real maps hold an organ with probability ``fraction``."""
+    def match_real_prior(self, fraction: float, why: str | None = None) -> None:
+        """From now on the critic's real maps hold an organ with probability ``fraction``; ``why`` says where
+        it comes from in the log (default: the target estimate of ``loss.real_prior``)."""
         self.real_fraction = fraction
         applied = self.real_sampler.match_organ_fraction(fraction, min_organ_pixels(tuple(self.data.plans.size)))
         source = self.source_organ_share()
-        share = self.data.organ_share
-        why = f"the source organs span {share.span_mm:.0f} mm; " if share is not None else ""
+        if why is None:
+            share = self.data.organ_share
+            why = "target estimate" + (f", the source organs span {share.span_mm:.0f} mm" if share is not None else "")
         if not applied:
             self.log.warning("critic real maps: stay uniform (the source slices are all of one kind, %.0f %% "
-                             "hold an organ); target estimate %.0f %%", 100 * source, 100 * fraction)
+                             "hold an organ); asked for %.0f %% (%s)", 100 * source, 100 * fraction, why)
         else:
-            self.log.info("critic real maps: %.0f %% hold an organ (target estimate: %sthe source slices: %.0f %%)",
+            self.log.info("critic real maps: %.0f %% hold an organ (%s; the source slices: %.0f %%)",
                           100 * fraction, why, 100 * source)
 
     def adversarial_weight(self) -> float:
