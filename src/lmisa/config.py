@@ -91,6 +91,12 @@ class LossConfig:
     # slices beyond the organs (docs/RESULTS.md 2j). An option: screened MR -> CT, its gate let nearly every
     # target prediction through and the false positives grew; not adopted (docs/RESULTS.md 2k).
     critic_maps: Literal["all", "organs"] = "all"
+    # With critic_maps "organs": a map "holds an organ" from the q quantile of the organ pixel counts of the
+    # source slices that hold one, on both sides (real maps drawn above it, target predictions judged above
+    # it), instead of from min_organ_pixels (0.1 % of the frame, q = 0). The critic then compares organ
+    # cross-sections given that one is there, and no prediction is pushed towards or away from holding one:
+    # at 0.1 % nearly every target prediction counted as holding one (docs/RESULTS.md 2k). 0 <= q < 1.
+    critic_organ_quantile: float = 0.0
 
 
 @dataclass

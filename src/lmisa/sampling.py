@@ -33,6 +33,17 @@ def min_organ_pixels(size: tuple[int, int]) -> int:
     return max(1, round(1e-3 * h * w))
 
 
+def organ_pixel_quantile(labels: torch.Tensor, q: float, min_pixels: int = 1) -> int:
+    """The ``q`` quantile of the foreground pixel counts of the label maps ``(N, H, W)`` that hold an
+    organ (at least ``min_pixels``), and never below ``min_pixels``: a size below which a map shows only
+    the tip of an organ (``loss.critic_organ_quantile``). One host sync; ``min_pixels`` if no map holds one."""
+    counts = (labels > 0).flatten(1).sum(1)
+    counts = counts[counts >= min_pixels]
+    if q <= 0 or counts.numel() == 0:
+        return min_pixels
+    return max(min_pixels, int(torch.quantile(counts.double(), q).ceil()))
+
+
 class SliceSampler:
     """Draw ``(x, y)`` batches from a SliceSet: x ``(B, 2c+1, H, W)`` float32, y ``(B, H, W)`` long or None."""
 

@@ -254,7 +254,7 @@ def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) 
     assert all(w is not None and set(w.unique().tolist()) <= {0.0, 1.0} for w in weights)
     # the gate: a prediction holds an organ from min_organ_pixels argmax pixels on (32 x 32 frame: 1)
     trainer = Trainer.__new__(Trainer)
-    trainer.cfg, trainer.data = Config.from_dict({"loss": loss}), type("D", (), {"plans": type("P", (), {"size": (32, 32)})})()
+    trainer.cfg, trainer.organ_pixels = Config.from_dict({"loss": loss}), 1
     seg = torch.zeros(3, 5, 32, 32)
     seg[:, 0] = 1.0  # background everywhere
     seg[1, 2, 4, 4] = 2.0  # one right-kidney pixel
@@ -265,6 +265,56 @@ def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) 
     torch.testing.assert_close(trainer.critic_fake_weight(patches), torch.tensor([1.0, 1.0, 0.0]))
     trainer.cfg = Config()
     assert trainer.critic_fake_weight(seg) is None  # the default judges every map
+
+
+def test_critic_organ_size_is_a_quantile_of_the_source_organ_slices(domains, tmp_path: Path, monkeypatch) -> None:
+    import lmisa.training.trainer as trainer_module
+
+    weights: list[torch.Tensor] = []
+    real_critic_loss = trainer_module.critic_loss
+
+    def spy(critic, real, fake, **kwargs):
+        weights.append(kwargs["fake_weight"])
+        return real_critic_loss(critic, real, fake, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "critic_loss", spy)
+    src, tgt = domains
+    loss = {"critic_maps": "organs", "critic_organ_quantile": 0.5, "adv_warmup": 0.0, "adv_ramp": 0.0}
+    cfg = {"data": TINY["data"], "train": TINY["train"], "loss": loss}
+    run = train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+    line = next(x for x in (run / "train.log").read_text().splitlines() if "critic maps: organs only" in x)
+    assert "the 0.5 quantile of the source organ slices" in line
+    pixels = int(line.split("from ")[1].split(" organ pixels")[0])
+    assert pixels > 1  # above 0.1 % of the 32 x 32 frame
+    assert all(set(w.unique().tolist()) <= {0.0, 1.0} for w in weights)
+    # resuming keeps the same size: it is recomputed from the same source slices
+    train_cut = tmp_path / "cut"
+    train_cut_after_first_epoch(monkeypatch, src, tgt, train_cut, overrides=cfg)
+    resumed = train(src, tgt, out=train_cut, resume=True, progress=False)
+    assert f"from {pixels} organ pixels" in (resumed / "train.log").read_text()
+
+
+def test_organ_pixel_quantile() -> None:
+    from lmisa.sampling import organ_pixel_quantile
+
+    labels = torch.zeros(5, 4, 4, dtype=torch.long)
+    for i, n in enumerate([0, 2, 4, 6, 8]):
+        labels[i].view(-1)[:n] = 1
+    assert organ_pixel_quantile(labels, 0.0, 1) == 1
+    assert organ_pixel_quantile(labels, 0.5, 1) == 5  # median of 2, 4, 6, 8, rounded up
+    assert organ_pixel_quantile(labels, 0.5, 3) == 6  # of 4, 6, 8: the map with 2 does not hold an organ
+    assert organ_pixel_quantile(torch.zeros(2, 4, 4), 0.5, 3) == 3
+
+
+@pytest.mark.parametrize("loss, message", [
+    ({"critic_maps": "all", "critic_organ_quantile": 0.25}, "critic_organ_quantile sets the organ size"),
+    ({"critic_maps": "organs", "critic_organ_quantile": 1.0}, r"critic_organ_quantile must be in \[0, 1\)"),
+])
+def test_critic_organ_quantile_is_checked(domains, tmp_path: Path, loss, message) -> None:
+    src, tgt = domains
+    with pytest.raises(LmisaError, match=message):
+        train(src, tgt, out=tmp_path / "run", overrides={"data": TINY["data"], "train": TINY["train"], "loss": loss},
+              progress=False)
 
 
 def test_organ_maps_only_need_uniform_real_maps(domains, tmp_path: Path) -> None:

@@ -101,6 +101,11 @@ def check_real_prior(cfg: Config) -> None:
         raise LmisaError("loss.real_prior: target needs loss.real_uniform: true (the real maps it re-weights)")
     if L.critic_maps == "organs" and cfg.uses_critic and not L.real_uniform:
         raise LmisaError("loss.critic_maps: organs needs loss.real_uniform: true (the real maps it draws from organ slices)")
+    if not 0.0 <= L.critic_organ_quantile < 1.0:
+        raise LmisaError(f"loss.critic_organ_quantile must be in [0, 1), got {L.critic_organ_quantile}")
+    if L.critic_organ_quantile > 0 and L.critic_maps != "organs":
+        raise LmisaError("loss.critic_organ_quantile sets the organ size of loss.critic_maps: organs; it is ignored "
+                         f"with critic_maps: {L.critic_maps} (set it to 0 or critic_maps to organs)")
     if L.critic_real == "predictions" and L.real_label_smoothing > 0 and cfg.uses_critic:
         raise LmisaError("loss.real_label_smoothing smooths label maps: set it to 0 with loss.critic_real: predictions")
 

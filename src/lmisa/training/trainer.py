@@ -37,7 +37,7 @@ from lmisa.losses import (
     to_critic_input,
 )
 from lmisa.nets import build_critic, count_parameters
-from lmisa.sampling import SliceSampler, min_organ_pixels, organ_slices
+from lmisa.sampling import SliceSampler, min_organ_pixels, organ_pixel_quantile, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.data import TrainingData, check_real_prior, check_weight_average, network_input
@@ -187,8 +187,15 @@ class Trainer:
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
         prior, share = self.cfg.loss.real_prior, self.data.organ_share
+        # how many organ pixels make a map "hold an organ" for the critic's real maps and its gate
+        self.organ_pixels = min_organ_pixels(tuple(self.data.plans.size))
         if self.cfg.loss.critic_maps == "organs" and self.real_sampler is not None and self.target_sampler is not None:
-            self.match_real_prior(1.0, why="critic maps: organs only, target predictions judged where they hold one")
+            q = self.cfg.loss.critic_organ_quantile
+            if q > 0:
+                self.organ_pixels = organ_pixel_quantile(src.labels, q, self.organ_pixels)
+            self.match_real_prior(1.0, why=f"critic maps: organs only, target predictions judged where they hold one; "
+                                           f"from {self.organ_pixels} organ pixels"
+                                           + (f", the {q:g} quantile of the source organ slices" if q > 0 else ""))
         elif prior != "source" and self.real_sampler is not None and self.target_sampler is not None:
             if share is None:  # no organ span in the source labels, or TrainingData built by hand
                 self.log.warning("loss.real_prior: %s: no organ-share estimate in the training data "
@@ -261,7 +268,7 @@ class Trainer:
         """From now on the critic's real maps hold an organ with probability ``fraction``; ``why`` says where
         it comes from in the log (default: the target estimate of ``loss.real_prior``)."""
         self.real_fraction = fraction
-        applied = self.real_sampler.match_organ_fraction(fraction, min_organ_pixels(tuple(self.data.plans.size)))
+        applied = self.real_sampler.match_organ_fraction(fraction, self.organ_pixels)
         source = self.source_organ_share()
         if why is None:
             share = self.data.organ_share
@@ -338,7 +345,7 @@ class Trainer:
     @torch.no_grad()
     def critic_fake_weight(self, seg_target: torch.Tensor) -> torch.Tensor | None:
         """``loss.critic_maps: organs``: 1 for the target predictions that hold an organ (as many argmax
-        pixels as a real map needs to count as holding one; in 3D on the patch's centre slice, as the
+        pixels as a real map needs to count as holding one, ``organ_pixels``; in 3D on the patch's centre slice, as the
         real maps are chosen), 0 for the others; None (all) otherwise. Under DDP each rank averages over
         its own judged maps."""
         if self.cfg.loss.critic_maps != "organs":
@@ -347,7 +354,7 @@ class Trainer:
         if organ.dim() == 4:  # (N, D, H, W) patches
             organ = organ[:, organ.shape[1] // 2]
         pixels = organ.flatten(1).sum(1)
-        return (pixels >= min_organ_pixels(tuple(self.data.plans.size))).float()
+        return (pixels >= self.organ_pixels).float()
 
     @torch.no_grad()
     def critic_real_maps(self, batch: dict[str, torch.Tensor], seg_source: torch.Tensor) -> torch.Tensor:
