@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lmisa.preprocess import SliceSet
-from lmisa.sampling import SliceSampler, organ_slices
+from lmisa.sampling import SliceSampler, organ_pixel_quantile, organ_slices
 
 
 def _slices(labels: torch.Tensor) -> SliceSet:
@@ -36,3 +36,13 @@ def test_match_organ_fraction_draws_organ_slices_that_often() -> None:
     assert abs(share() - 0.8) < 0.03
     sampler.match_organ_fraction(0.0, min_pixels=4)
     assert share() == 0.0
+
+
+def test_organ_pixel_quantile() -> None:
+    labels = torch.zeros(5, 4, 4, dtype=torch.long)
+    for i, n in enumerate([0, 2, 4, 6, 8]):
+        labels[i].view(-1)[:n] = 1
+    assert organ_pixel_quantile(labels, 0.0, 1) == 1
+    assert organ_pixel_quantile(labels, 0.5, 1) == 5  # median of 2, 4, 6, 8, rounded up
+    assert organ_pixel_quantile(labels, 0.5, 3) == 6  # of 4, 6, 8: the map with 2 does not hold an organ
+    assert organ_pixel_quantile(torch.zeros(2, 4, 4), 0.5, 3) == 3

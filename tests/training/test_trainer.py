@@ -294,18 +294,6 @@ def test_critic_organ_size_is_a_quantile_of_the_source_organ_slices(domains, tmp
     assert f"from {pixels} organ pixels" in (resumed / "train.log").read_text()
 
 
-def test_organ_pixel_quantile() -> None:
-    from lmisa.sampling import organ_pixel_quantile
-
-    labels = torch.zeros(5, 4, 4, dtype=torch.long)
-    for i, n in enumerate([0, 2, 4, 6, 8]):
-        labels[i].view(-1)[:n] = 1
-    assert organ_pixel_quantile(labels, 0.0, 1) == 1
-    assert organ_pixel_quantile(labels, 0.5, 1) == 5  # median of 2, 4, 6, 8, rounded up
-    assert organ_pixel_quantile(labels, 0.5, 3) == 6  # of 4, 6, 8: the map with 2 does not hold an organ
-    assert organ_pixel_quantile(torch.zeros(2, 4, 4), 0.5, 3) == 3
-
-
 @pytest.mark.parametrize("loss, message", [
     ({"critic_maps": "all", "critic_organ_quantile": 0.25}, "critic_organ_quantile sets the organ size"),
     ({"critic_maps": "organs", "critic_organ_quantile": 1.0}, r"critic_organ_quantile must be in \[0, 1\)"),
