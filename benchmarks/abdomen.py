@@ -158,6 +158,15 @@ def warm_caches(directions: list[Direction], settings: dict[str, Any], variants:
             prepare_training_data(cfg, d.train_source, d.train_target, progress=True)
 
 
+def default_parallel(quick: bool, device: str, n_jobs: int) -> int:
+    """Runs trained at once when ``--parallel`` is not given: ``--quick`` on a CPU puts one per core (up to its
+    runs), since these small networks do not scale over threads (2 cores: two one-thread runs make 1.5x the
+    steps per second of one two-thread run, docs/RESULTS.md 3); otherwise one."""
+    if quick and device == "cpu":
+        return max(1, min(n_jobs, os.cpu_count() or 1))
+    return 1
+
+
 def threads_per_process(parallel: int) -> int:
     """Torch threads for each of ``parallel`` processes sharing this machine's cores."""
     return max(1, (os.cpu_count() or 2) // parallel)
@@ -540,7 +549,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phase", choices=("all", "train", "evaluate"), default="all")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "abdomen")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--parallel", type=int, default=1, help="runs trained (and evaluated) at once (several fit on one GPU)")
+    ap.add_argument("--parallel", type=int, default=None,
+                    help="runs trained (and evaluated) at once (several fit on one GPU); default 1, --quick on a CPU: one per core")
     ap.add_argument("--variants", nargs="+", default=None)
     ap.add_argument("--seeds", nargs="+", type=int, default=None)
     ap.add_argument("--ablation-seeds", type=int, default=1,
@@ -580,22 +590,24 @@ def main(argv: list[str] | None = None) -> None:
         if args.direction:
             directions = [d for d in directions if d.name == args.direction]
     jobs = plan_jobs(directions, variants, seeds, out, args.ablation_seeds)
+    parallel = args.parallel or default_parallel(args.quick, device, len(jobs))
     t0 = time.time()
     if args.phase in ("all", "train"):
         warm_caches(directions, settings, variants)
-        run_jobs(jobs, config_path, device, args.parallel, args.force, args.time_limit)
+        run_jobs(jobs, config_path, device, parallel, args.force, args.time_limit)
     train_s = time.time() - t0
     if args.phase == "train":
         print(f"training phase finished in {train_s / 60:.1f} min")
         return
-    rows = evaluate_jobs(jobs, args.test_target, out, device, args.force, args.parallel)
+    rows = evaluate_jobs(jobs, args.test_target, out, device, args.force, parallel)
     agg = aggregate(rows)
     command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg) + errors_table(agg)
     trained_on = sorted({r["device"] for r in rows})
     header = (
         f"Command: `{command}`\n\nRuns trained on: {'; '.join(trained_on)}. Evaluated on: "
-        f"{describe_hardware(device)}; train phase {train_s / 60:.1f} min, total {(time.time() - t0) / 60:.1f} min. "
+        f"{describe_hardware(device)}; train phase {train_s / 60:.1f} min ({parallel} run(s) at a time), "
+        f"total {(time.time() - t0) / 60:.1f} min. "
         f"Settings: `{json.dumps(settings)}`; seeds {seeds}. Epochs: epochs trained of the schedule "
         f"(a run cut short is evaluated at its best checkpoint).\n"
     )

@@ -39,6 +39,14 @@ def test_jobs_seeds_and_order(abdomen, tmp_path: Path) -> None:
     assert all(j.run_dir == tmp_path / "runs" / "CT2MR" / j.variant / f"seed{j.seed}" for j in jobs)
 
 
+def test_quick_on_a_cpu_trains_one_run_per_core(abdomen, monkeypatch) -> None:
+    monkeypatch.setattr(abdomen.os, "cpu_count", lambda: 2)
+    assert abdomen.default_parallel(True, "cpu", 4) == 2 and abdomen.threads_per_process(2) == 1
+    assert abdomen.default_parallel(True, "cpu", 1) == 1
+    assert abdomen.default_parallel(True, "cuda", 4) == 1
+    assert abdomen.default_parallel(False, "cpu", 26) == 1
+
+
 def test_aggregate_table_and_plot(abdomen, tmp_path: Path) -> None:
     def row(variant, seed, dice):
         return {
