@@ -345,9 +345,9 @@ class Trainer:
     @torch.no_grad()
     def critic_fake_weight(self, seg_target: torch.Tensor) -> torch.Tensor | None:
         """``loss.critic_maps: organs``: 1 for the target predictions that hold an organ (as many argmax
-        pixels as a real map needs to count as holding one, ``organ_pixels``; in 3D on the patch's centre slice, as the
-        real maps are chosen), 0 for the others; None (all) otherwise. Under DDP each rank averages over
-        its own judged maps."""
+        pixels as a real map needs to count as holding one, ``organ_pixels``; in 3D on the patch's centre
+        slice, as the real maps are chosen), 0 for the others; None (all) otherwise. Under DDP each rank
+        averages over its own judged maps."""
         if self.cfg.loss.critic_maps != "organs":
             return None
         organ = seg_target.argmax(1) > 0
