@@ -162,7 +162,7 @@ def default_parallel(quick: bool, device: str, n_jobs: int) -> int:
     """Runs trained at once when ``--parallel`` is not given: ``--quick`` on a CPU puts one per core (up to its
     runs), since these small networks do not scale over threads (2 cores: two one-thread runs make 1.5x the
     steps per second of one two-thread run, docs/RESULTS.md 3); otherwise one."""
-    if quick and device == "cpu":
+    if quick and device.split(":")[0] == "cpu":
         return max(1, min(n_jobs, os.cpu_count() or 1))
     return 1
 
@@ -590,6 +590,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.direction:
             directions = [d for d in directions if d.name == args.direction]
     jobs = plan_jobs(directions, variants, seeds, out, args.ablation_seeds)
+    if args.parallel is not None and args.parallel < 1:
+        sys.exit(f"error: --parallel must be at least 1, got {args.parallel}")
     parallel = args.parallel or default_parallel(args.quick, device, len(jobs))
     t0 = time.time()
     if args.phase in ("all", "train"):
@@ -606,7 +608,8 @@ def main(argv: list[str] | None = None) -> None:
     trained_on = sorted({r["device"] for r in rows})
     header = (
         f"Command: `{command}`\n\nRuns trained on: {'; '.join(trained_on)}. Evaluated on: "
-        f"{describe_hardware(device)}; train phase {train_s / 60:.1f} min ({parallel} run(s) at a time), "
+        f"{describe_hardware(device)}; train phase {train_s / 60:.1f} min"
+        f"{f' ({parallel} run(s) at a time)' if args.phase == 'all' else ''}, "
         f"total {(time.time() - t0) / 60:.1f} min. "
         f"Settings: `{json.dumps(settings)}`; seeds {seeds}. Epochs: epochs trained of the schedule "
         f"(a run cut short is evaluated at its best checkpoint).\n"

@@ -4,8 +4,9 @@
 
 Why `benchmarks/abdomen.py --quick` trains one run per core on a CPU: these small networks do not scale
 over threads. Times the real LMISA ``Trainer.train_step`` (bench_train.py) in fresh processes: first one
-process with all cores as torch threads, then one one-thread process per core at once. Prints the training
-steps per second of the machine in each case and their ratio.
+process with all cores as torch threads, then one one-thread process per core, timed together (each starts
+its timed steps when all have warmed up). Prints the training steps per second of the machine in each case
+and their ratio.
 """
 
 from __future__ import annotations
@@ -23,25 +24,37 @@ HERE = Path(__file__).resolve().parent
 
 
 def worker(args: argparse.Namespace) -> None:
+    """Build a trainer, warm it up, wait for the start signal (all workers ready), then time its steps."""
     import torch
 
     sys.path.insert(0, str(HERE))
-    from bench_train import bench
+    import bench_train
 
     torch.set_num_threads(args.threads)
+    ready, go = Path(args.sync) / f"ready{os.getpid()}", Path(args.sync) / "go"
+
+    def wait_for_start() -> None:
+        ready.touch()
+        while not go.exists():
+            time.sleep(0.01)
+
     with tempfile.TemporaryDirectory() as tmp:
-        row = bench("lmisa", argparse.Namespace(device="cpu", size=args.size, batch=args.batch, steps=args.steps,
-                                                warmup=2), tmp)
+        row = bench_train.bench("lmisa", argparse.Namespace(device="cpu", size=args.size, batch=args.batch,
+                                                            steps=args.steps, warmup=2), tmp, wait_for_start)
     print(json.dumps({"step_s": row["step_s"]}))
 
 
 def launch(n: int, threads: int, args: argparse.Namespace) -> list[float]:
-    """``n`` worker processes at once, ``threads`` torch threads each; their seconds per step."""
-    cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--size", str(args.size),
-           "--batch", str(args.batch), "--steps", str(args.steps)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
-    outs = [p.communicate()[0] for p in procs]
+    """``n`` worker processes timed together, ``threads`` torch threads each; their seconds per step."""
+    with tempfile.TemporaryDirectory() as sync:
+        cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--size", str(args.size),
+               "--batch", str(args.batch), "--steps", str(args.steps), "--sync", sync]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+        while len(list(Path(sync).glob("ready*"))) < n and all(p.poll() is None for p in procs):
+            time.sleep(0.05)
+        (Path(sync) / "go").touch()
+        outs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
         sys.exit("error: a benchmark worker failed")
     return [json.loads(o.strip().splitlines()[-1])["step_s"] for o in outs]
@@ -54,6 +67,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--sync", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from typing import Callable
 
 import torch
 
@@ -31,7 +32,9 @@ def fake_slices(n: int, size: int, labelled: bool, seed: int) -> SliceSet:
     return SliceSet(x, y, torch.zeros(n, dtype=torch.int64), ["c"], torch.tensor([0]), torch.tensor([n]))
 
 
-def bench(variant: str, args: argparse.Namespace, run_dir) -> dict:
+def bench(variant: str, args: argparse.Namespace, run_dir, before_timing: Callable[[], None] | None = None) -> dict:
+    """Time ``args.steps`` training steps of ``variant`` after ``args.warmup`` ones (``before_timing`` runs
+    between them: bench_cpu_parallel.py starts its processes together there)."""
     cfg = apply_variant(Config(), variant)
     cfg.loss.real_prior = "source"  # random slices: no anatomy to estimate an organ share from
     cfg.train.batch_size = args.batch
@@ -46,6 +49,8 @@ def bench(variant: str, args: argparse.Namespace, run_dir) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    if before_timing is not None:
+        before_timing()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         stats = trainer.train_step(trainer.sample_batch())

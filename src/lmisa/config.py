@@ -95,8 +95,8 @@ class LossConfig:
     # source slices that hold one, on both sides (real maps drawn above it, target predictions judged above
     # it), instead of from min_organ_pixels (0.1 % of the frame, q = 0). The critic then compares organ
     # cross-sections given that one is there, and no prediction is pushed towards or away from holding one:
-    # at 0.1 % nearly every target prediction counted as holding one (docs/RESULTS.md 2k). 0 <= q < 1. An option:
-    # screened MR -> CT at 0.25, 80-90 % of the target predictions still passed and the predicted liver
+    # at 0.1 % nearly every target prediction counted as holding one (docs/RESULTS.md 2k). 0 <= q < 1; 2D. An option:
+    # screened MR -> CT at 0.25, 77-89 % of the target predictions still passed and the predicted liver
     # tripled; not adopted (docs/RESULTS.md 2l).
     critic_organ_quantile: float = 0.0
 

@@ -41,7 +41,7 @@ def organ_pixel_quantile(labels: torch.Tensor, q: float, min_pixels: int = 1) ->
     counts = counts[counts >= min_pixels]
     if q <= 0 or counts.numel() == 0:
         return min_pixels
-    return max(min_pixels, int(torch.quantile(counts.double(), q).ceil()))
+    return max(min_pixels, int(torch.quantile(counts.float(), q).ceil()))  # counts <= H * W: exact in float32
 
 
 class SliceSampler:

@@ -286,23 +286,51 @@ def test_critic_organ_size_is_a_quantile_of_the_source_organ_slices(domains, tmp
     assert "the 0.5 quantile of the source organ slices" in line
     pixels = int(line.split("from ")[1].split(" organ pixels")[0])
     assert pixels > 1  # above 0.1 % of the 32 x 32 frame
-    assert all(set(w.unique().tolist()) <= {0.0, 1.0} for w in weights)
+    assert weights and all(set(w.unique().tolist()) <= {0.0, 1.0} for w in weights)
     # resuming keeps the same size: it is recomputed from the same source slices
     train_cut = tmp_path / "cut"
     train_cut_after_first_epoch(monkeypatch, src, tgt, train_cut, overrides=cfg)
     resumed = train(src, tgt, out=train_cut, resume=True, progress=False)
-    assert f"from {pixels} organ pixels" in (resumed / "train.log").read_text()
+    lines = [x for x in (resumed / "train.log").read_text().splitlines() if "critic maps: organs only" in x]
+    assert len(lines) == 2 and f"from {pixels} organ pixels" in lines[1]  # the cut session's line, then the resumed one
+
+
+def test_critic_real_maps_are_drawn_above_the_organ_size(domains, tmp_path: Path, monkeypatch) -> None:
+    from lmisa.sampling import min_organ_pixels
+
+    src, tgt = domains
+    cfg = {"data": TINY["data"], "train": {**TINY["train"], "epochs": 1, "steps_per_epoch": 1}}
+    seen: dict[str, Trainer] = {}
+    original = Trainer.fit
+
+    def keep(self):
+        seen["trainer"] = self
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit", keep)
+    for q in (0.0, 0.5):
+        loss = {"critic_maps": "organs", "critic_organ_quantile": q}
+        train(src, tgt, out=tmp_path / f"q{q}", overrides={**cfg, "loss": loss}, progress=False)
+        trainer = seen["trainer"]
+        if q == 0:
+            assert trainer.organ_pixels == min_organ_pixels((32, 32))
+        fg, _, fraction = trainer.real_sampler.organ_split
+        counts = (trainer.real_sampler.slices.labels[fg] > 0).flatten(1).sum(1)
+        assert fraction == 1.0 and int(counts.min()) >= trainer.organ_pixels
 
 
 @pytest.mark.parametrize("loss, message", [
     ({"critic_maps": "all", "critic_organ_quantile": 0.25}, "critic_organ_quantile sets the organ size"),
     ({"critic_maps": "organs", "critic_organ_quantile": 1.0}, r"critic_organ_quantile must be in \[0, 1\)"),
+    ({"critic_maps": "organs", "critic_organ_quantile": 0.25, "dims": 3}, "critic_organ_quantile is 2D only"),
 ])
 def test_critic_organ_quantile_is_checked(domains, tmp_path: Path, loss, message) -> None:
     src, tgt = domains
+    dims = loss.pop("dims", 2)
+    data = {**TINY["data"], "patch": [8, 32, 32]} if dims == 3 else TINY["data"]
     with pytest.raises(LmisaError, match=message):
-        train(src, tgt, out=tmp_path / "run", overrides={"data": TINY["data"], "train": TINY["train"], "loss": loss},
-              progress=False)
+        train(src, tgt, out=tmp_path / "run", progress=False,
+              overrides={"data": data, "train": {**TINY["train"], "dims": dims}, "loss": loss})
 
 
 def test_organ_maps_only_need_uniform_real_maps(domains, tmp_path: Path) -> None:

@@ -103,6 +103,9 @@ def check_real_prior(cfg: Config) -> None:
         raise LmisaError("loss.critic_maps: organs needs loss.real_uniform: true (the real maps it draws from organ slices)")
     if not 0.0 <= L.critic_organ_quantile < 1.0:
         raise LmisaError(f"loss.critic_organ_quantile must be in [0, 1), got {L.critic_organ_quantile}")
+    if L.critic_organ_quantile > 0 and cfg.train.dims == 3:
+        raise LmisaError("loss.critic_organ_quantile is 2D only: its size is counted on whole slices, a 3D patch "
+                         "shows a window of one (set it to 0 with train.dims: 3)")
     if L.critic_organ_quantile > 0 and L.critic_maps != "organs":
         raise LmisaError("loss.critic_organ_quantile sets the organ size of loss.critic_maps: organs; it is ignored "
                          f"with critic_maps: {L.critic_maps} (set it to 0 or critic_maps to organs)")

@@ -260,9 +260,8 @@ class Trainer:
         return batch
 
     def source_organ_share(self) -> float:
-        """Share of the critic's source label maps that hold an organ (``min_organ_pixels``)."""
-        pixels = min_organ_pixels(tuple(self.data.plans.size))
-        return float(organ_slices(self.real_sampler.slices.labels, pixels).float().mean())
+        """Share of the critic's source label maps that hold an organ (``organ_pixels`` of them)."""
+        return float(organ_slices(self.real_sampler.slices.labels, self.organ_pixels).float().mean())
 
     def match_real_prior(self, fraction: float, why: str | None = None) -> None:
         """From now on the critic's real maps hold an organ with probability ``fraction``; ``why`` says where
