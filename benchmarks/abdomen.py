@@ -160,8 +160,8 @@ def warm_caches(directions: list[Direction], settings: dict[str, Any], variants:
 
 def default_parallel(quick: bool, device: str, n_jobs: int) -> int:
     """Runs trained at once when ``--parallel`` is not given: ``--quick`` on a CPU puts one per core (up to its
-    runs), since these small networks do not scale over threads (2 cores: two one-thread runs make 1.5x the
-    steps per second of one two-thread run, docs/RESULTS.md 3); otherwise one."""
+    runs), since these small networks scale poorly over threads (2 cores: two one-thread runs made 1.14x the
+    steps per second of one two-thread run, bench_cpu_parallel.py, docs/RESULTS.md 3); otherwise one."""
     if quick and device.split(":")[0] == "cpu":
         return max(1, min(n_jobs, os.cpu_count() or 1))
     return 1
