@@ -232,10 +232,12 @@ def test_target_real_prior_needs_uniform_real_maps(domains, tmp_path: Path) -> N
     train(src, tgt, out=tmp_path / "so", overrides=cfg, progress=False, variant="source_only")
 
 
-def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def critic_fake_weights(monkeypatch) -> list[torch.Tensor | None]:
+    """The ``fake_weight`` of every critic update of the training runs in the test, in order."""
     import lmisa.training.trainer as trainer_module
 
-    weights: list[torch.Tensor] = []
+    weights: list[torch.Tensor | None] = []
     real_critic_loss = trainer_module.critic_loss
 
     def spy(critic, real, fake, **kwargs):
@@ -243,6 +245,11 @@ def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) 
         return real_critic_loss(critic, real, fake, **kwargs)
 
     monkeypatch.setattr(trainer_module, "critic_loss", spy)
+    return weights
+
+
+def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, critic_fake_weights) -> None:
+    weights = critic_fake_weights
     src, tgt = domains
     loss = {"critic_maps": "organs", "adv_warmup": 0.0, "adv_ramp": 0.0}
     run = train(src, tgt, out=tmp_path / "run", overrides={"data": TINY["data"], "train": TINY["train"], "loss": loss},
@@ -267,17 +274,9 @@ def test_critic_can_judge_organ_maps_only(domains, tmp_path: Path, monkeypatch) 
     assert trainer.critic_fake_weight(seg) is None  # the default judges every map
 
 
-def test_critic_organ_size_is_a_quantile_of_the_source_organ_slices(domains, tmp_path: Path, monkeypatch) -> None:
-    import lmisa.training.trainer as trainer_module
-
-    weights: list[torch.Tensor] = []
-    real_critic_loss = trainer_module.critic_loss
-
-    def spy(critic, real, fake, **kwargs):
-        weights.append(kwargs["fake_weight"])
-        return real_critic_loss(critic, real, fake, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "critic_loss", spy)
+def test_critic_organ_size_is_a_quantile_of_the_source_organ_slices(domains, tmp_path: Path, monkeypatch,
+                                                                   critic_fake_weights) -> None:
+    weights = critic_fake_weights
     src, tgt = domains
     loss = {"critic_maps": "organs", "critic_organ_quantile": 0.5, "adv_warmup": 0.0, "adv_ramp": 0.0}
     cfg = {"data": TINY["data"], "train": TINY["train"], "loss": loss}
