@@ -21,9 +21,14 @@ import torch
 from lmisa.preprocess import SliceSet
 
 
+def organ_pixel_counts(labels: torch.Tensor) -> torch.Tensor:
+    """Foreground pixels of each label map ``(N, ...)`` (``(N,)``)."""
+    return (labels > 0).flatten(1).sum(1)
+
+
 def organ_slices(labels: torch.Tensor, min_pixels: int = 1) -> torch.Tensor:
     """Which label maps ``(N, ...)`` hold at least ``min_pixels`` foreground pixels (bool ``(N,)``)."""
-    return (labels > 0).flatten(1).sum(1) >= min_pixels
+    return organ_pixel_counts(labels) >= min_pixels
 
 
 def min_organ_pixels(size: tuple[int, int]) -> int:
@@ -37,7 +42,7 @@ def organ_pixel_quantile(labels: torch.Tensor, q: float, min_pixels: int = 1) ->
     """The ``q`` quantile of the foreground pixel counts of the label maps ``(N, H, W)`` that hold an
     organ (at least ``min_pixels``), and never below ``min_pixels``: a size below which a map shows only
     the tip of an organ (``loss.critic_organ_quantile``). One host sync; ``min_pixels`` if no map holds one."""
-    counts = (labels > 0).flatten(1).sum(1)
+    counts = organ_pixel_counts(labels)
     counts = counts[counts >= min_pixels]
     if q <= 0 or counts.numel() == 0:
         return min_pixels

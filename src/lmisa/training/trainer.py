@@ -349,11 +349,10 @@ class Trainer:
         averages over its own judged maps."""
         if self.cfg.loss.critic_maps != "organs":
             return None
-        organ = seg_target.argmax(1) > 0
-        if organ.dim() == 4:  # (N, D, H, W) patches
-            organ = organ[:, organ.shape[1] // 2]
-        pixels = organ.flatten(1).sum(1)
-        return (pixels >= self.organ_pixels).float()
+        labels = seg_target.argmax(1)
+        if labels.dim() == 4:  # (N, D, H, W) patches
+            labels = labels[:, labels.shape[1] // 2]
+        return organ_slices(labels, self.organ_pixels).float()
 
     @torch.no_grad()
     def critic_real_maps(self, batch: dict[str, torch.Tensor], seg_source: torch.Tensor) -> torch.Tensor:
