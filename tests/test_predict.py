@@ -431,3 +431,62 @@ def test_class_argmax_equals_torch_argmax_ties_included() -> None:
     out = class_argmax(probs)
     assert out.dtype == torch.uint8
     assert torch.equal(out, probs.argmax(0).to(torch.uint8))
+
+
+# -------------------------------------------------------------------------------------- extent cap
+
+
+def test_the_extent_cap_follows_the_config_and_the_plans() -> None:
+    from dataclasses import replace
+
+    arr = np.zeros((8, 40, 40), np.float32)
+    arr[:, 5:20, 5:20] = 1.0  # the organ on 8 slices of 3 mm = 24 mm
+    image = MedicalImage(arr, np.diag([1.5, 1.5, 3.0, 1.0]))
+    model = _fake_model()
+    model.plans = replace(model.plans, organ_extent_mm={"organ": 10.0})
+    assert predict_volume(model, image)[:, 10, 10].all()  # the config's margin: 0, no cap
+    capped = predict_volume(model, image, extent_margin=1.2)  # 12 mm: 4 slices
+    assert capped[:, 10, 10].sum() == 4
+    model.config.post.extent_margin = 1.2
+    assert np.array_equal(predict_volume(model, image), capped)
+    model.plans = replace(model.plans, organ_extent_mm={})  # a run from before the extents were recorded
+    with pytest.raises(LmisaError, match="no organ extents"):
+        predict_volume(model, image)
+    assert predict_volume(model, image, extent_margin=0.0)[:, 10, 10].all()
+
+
+def test_a_run_records_the_source_organ_extents(run: Path, model: LoadedModel) -> None:
+    """The tiny run's source cases: 5 slices of 3 mm, each organ's blob on slices 1-3 (the first of 3
+    cases; the split keeps 2 for training)."""
+    import json
+
+    assert set(model.plans.organ_extent_mm) == {"liver", "right_kidney", "left_kidney", "spleen"}
+    assert all(v > 0 and v % 3.0 == 0 for v in model.plans.organ_extent_mm.values())
+    assert json.loads((run / "plans.json").read_text())["organ_extent_mm"] == model.plans.organ_extent_mm
+    assert model.config.post.extent_margin == 0.0
+
+
+def test_a_run_saved_before_extents_predicts_without_a_cap(run: Path, tmp_path: Path) -> None:
+    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    del state["config"]["post"]["extent_margin"]
+    torch.save(state, tmp_path / "old.pt")
+    assert load_run(tmp_path / "old.pt").config.post.extent_margin == 0.0
+
+
+def test_cli_predict_extent_margin_needs_recorded_extents(run: Path, tmp_path: Path) -> None:
+    import json
+
+    img = tmp_path / "in" / "x_0000.nii.gz"
+    write_image(img, _image(shape=(5, 24, 24)))
+    ok = runner.invoke(app, ["predict", "-m", str(run), "-i", str(img.parent), "-o", str(tmp_path / "a"),
+                             "--extent-margin", "1.1"])
+    assert ok.exit_code == 0, ok.output
+    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    plans = json.loads(state["plans"])
+    del plans["organ_extent_mm"]  # as saved before the extents were recorded
+    state["plans"] = json.dumps(plans)
+    torch.save(state, tmp_path / "old.pt")
+    old = runner.invoke(app, ["predict", "-m", str(tmp_path / "old.pt"), "-i", str(img.parent), "-o",
+                              str(tmp_path / "b"), "--extent-margin", "1.1"])
+    assert old.exit_code != 0 and "no organ extents" in old.output
+    assert not list((tmp_path / "b").glob("*.nii.gz"))

@@ -147,6 +147,9 @@ class PostConfig:
     # 2D prediction: average the probabilities over a few fixed in-plane views (lmisa.tta); 5x the
     # network time of a prediction. Off: on source validation it gained 0.49 Dice, its rule asked 0.5 (RESULTS 2h).
     tta: bool = False
+    # > 0: cap each organ's cranio-caudal extent at this many times its longest extent in the source's
+    # training labels (lmisa.extent; the run's plans hold them); 0: no cap
+    extent_margin: float = 0.0
 
 
 @dataclass
@@ -233,10 +236,14 @@ class Config:
 def _as_trained(cfg: Config, saved: dict[str, Any]) -> Config:
     """``cfg``, loaded from ``saved`` (a run's saved configuration), with the keys added since that run was
     saved set to what it trained with rather than to today's defaults: no ``augment.before_mlngm`` -> False
-    (its cache held MLNGM), no ``train.ema_decay`` -> 0 (no weight average)."""
+    (its cache held MLNGM), no ``train.ema_decay`` -> 0 (no weight average), no ``post.extent_margin`` -> 0
+    (its plans hold no organ extents)."""
     augment = saved.get("augment")
     if not isinstance(augment, dict) or "before_mlngm" not in augment:
         cfg.augment.before_mlngm = False
+    post = saved.get("post")
+    if not isinstance(post, dict) or "extent_margin" not in post:
+        cfg.post.extent_margin = 0.0
     if cfg.train.ema_decay is None:
         cfg.train.ema_decay = 0.0
     return cfg

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from lmisa.errors import LmisaError
-from lmisa.predict import LoadedModel, load_run
+from lmisa.predict import LoadedModel, extent_caps, load_run
 
 __all__ = ["ExportResult", "SegmentationOnly", "describe", "export_run", "TORCHSCRIPT", "ONNX", "DESCRIPTION"]
 
@@ -80,6 +80,7 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
     from lmisa import __version__
 
     plans, cfg = model.plans, model.config
+    names = {v: k for k, v in plans.labels.items()}
     c = plans.context_slices
     channels = 2 * c + 1
     h, w = plans.size
@@ -154,6 +155,9 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
         "postprocess": {
             "largest_component": bool(cfg.post.largest_component),
             "how": "per organ label keep only the largest 3D connected component (full connectivity)",
+            "extent_cap_mm": {names[v]: round(mm, 1) for v, mm in extent_caps(model).items()},
+            "extent_cap_how": "then per organ keep only the run of slices, at most extent_cap_mm long, that holds "
+                              "most of its voxels (empty: no cap)",
         },
         "network": {
             "dims": cfg.train.dims,

@@ -18,7 +18,8 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
 5. softmax, :func:`lmisa.preprocess.restore_probabilities` back onto the image's own grid (outside
    the network's frame is background), argmax;
 6. optionally :func:`lmisa.postprocess.keep_largest_component` per organ (default: the run's
-   ``post.largest_component``).
+   ``post.largest_component``), then optionally :func:`lmisa.extent.cap_extent`: each organ at most
+   ``post.extent_margin`` times its longest extent in the source's training labels (the run's plans).
 
 ``predict_path`` does this for a NIfTI file, a folder of NIfTI files, a DICOM series folder (or a
 folder of DICOM series folders), or an nnU-Net raw data set root (``imagesTs`` if it holds images,
@@ -66,6 +67,7 @@ __all__ = [
     "list_inputs",
     "predict_volume",
     "predict_path",
+    "extent_caps",
     "OUTPUT_SUFFIX",
     "PREDICTION_VERSION",
 ]
@@ -198,12 +200,14 @@ def predict_volume(
     batch_size: int = 32,
     largest_component: bool | None = None,
     tta: bool | None = None,
+    extent_margin: float | None = None,
 ) -> np.ndarray:
     """The label map of ``image`` on its own grid: uint8, the shape of ``image.array`` (``(Z, Y, X)``).
 
     ``device`` defaults to the model's device (the network is moved there if needed).
     ``largest_component`` None: the run's ``config.post.largest_component``.
     ``tta`` None: the run's ``config.post.tta`` (test-time augmentation, :mod:`lmisa.tta`; 2D runs only).
+    ``extent_margin`` None: the run's ``config.post.extent_margin`` (0: no cap on the organs' extents).
     """
     from lmisa.sampling import gather_slices
 
@@ -242,7 +246,7 @@ def predict_volume(
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     if dims == 3:
         result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size, represent)
-        return _postprocess(result.reshape(array.shape), model, largest_component)
+        return _postprocess(result.reshape(array.shape), model, image, largest_component, extent_margin)
     out_yx = tuple(prepared.original_shape[-2:])
 
     def segment(x: torch.Tensor) -> torch.Tensor:  # slices as training warped them -> float logits
@@ -261,17 +265,42 @@ def predict_volume(
             # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
             part = replace(prepared, original_shape=(len(idx), *out_yx))
             labels[start : start + len(idx)] = class_argmax(restore_probabilities(probs, part))
-    return _postprocess(labels.cpu().numpy().reshape(array.shape), model, largest_component)
+    return _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, extent_margin)
 
 
-def _postprocess(result: np.ndarray, model: LoadedModel, largest_component: bool | None) -> np.ndarray:
+def _postprocess(
+    result: np.ndarray, model: LoadedModel, image: MedicalImage, largest_component: bool | None,
+    extent_margin: float | None,
+) -> np.ndarray:
     if largest_component is None:
         largest_component = model.config.post.largest_component
     if largest_component:
         from lmisa.postprocess import keep_largest_component
 
         result = keep_largest_component(result, classes=range(1, model.plans.num_classes))
+    caps = extent_caps(model, extent_margin)
+    if caps and result.ndim == 3:  # a single 2D slice has no extent to cap
+        from lmisa.extent import cap_extent
+
+        result = cap_extent(result, image.spacing[0], caps)
     return result
+
+
+def extent_caps(model: LoadedModel, extent_margin: float | None = None) -> dict[int, float]:
+    """Label value -> the longest extent (mm) allowed: ``extent_margin`` (None: the run's
+    ``post.extent_margin``) times the organ's longest extent in the source's training labels; empty when
+    the margin is 0. A run trained before the extents were recorded has none to scale: an error."""
+    from lmisa.extent import check_extent_margin
+
+    margin = model.config.post.extent_margin if extent_margin is None else extent_margin
+    check_extent_margin(margin)
+    if margin == 0:
+        return {}
+    extents = model.plans.organ_extent_mm
+    if not extents:
+        raise LmisaError("post.extent_margin: this run's plans hold no organ extents (trained before they were "
+                         "recorded); predict with extent_margin 0 or retrain")
+    return {model.plans.labels[name]: margin * mm for name, mm in extents.items() if name in model.plans.labels}
 
 
 def _predict_patches(
@@ -428,6 +457,7 @@ def predict_path(
     batch_size: int = 32,
     on_case: Callable[[InputCase, str], None] | None = None,
     tta: bool | None = None,
+    extent_margin: float | None = None,
 ) -> PredictionReport:
     """Predict every volume of ``input`` (see :func:`list_inputs`) into ``<output_dir>/<case>.nii.gz``.
 
@@ -435,9 +465,11 @@ def predict_path(
     listed in ``report.skipped`` unless ``overwrite``; an input that cannot be read or predicted is
     listed in ``report.failed`` with a one-line reason and the others go on. ``on_case(case, status)``
     is called after each case with status "written", "skipped" or "failed: <reason>".
+    ``largest_component``, ``tta``, ``extent_margin``: as :func:`predict_volume`.
     """
     from lmisa.io import write_image
 
+    extent_caps(model, extent_margin)  # a margin this run cannot apply fails here, not once per case
     t0 = time.perf_counter()
     cases, source_folder = list_inputs(input)
     output_dir = Path(output_dir)
@@ -471,7 +503,8 @@ def predict_path(
                 try:
                     image = case.read()
                     labels = predict_volume(model, image, device=device, batch_size=batch_size,
-                                            largest_component=largest_component, tta=tta)
+                                            largest_component=largest_component, tta=tta,
+                                            extent_margin=extent_margin)
                     write_image(out, labels, like=image, dtype=np.uint8, overwrite=overwrite)
                     report.written.append(out)
                 except FileExistsError:  # appeared meanwhile (another process)

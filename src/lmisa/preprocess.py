@@ -48,6 +48,9 @@ class Plans:
     context_slices: int = 0
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
     labels: dict[str, int] = field(default_factory=lambda: {"background": 0})
+    # the longest cranio-caudal extent (mm) of each organ in the training labels (lmisa.extent); empty in
+    # runs from before it was recorded
+    organ_extent_mm: dict[str, float] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:

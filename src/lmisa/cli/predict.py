@@ -24,7 +24,13 @@ def predict(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best (lowest source validation loss) or latest."),
     no_postprocess: bool = typer.Option(
-        False, "--no-postprocess", help="Keep every connected component (default: the run's post.largest_component)."
+        False, "--no-postprocess",
+        help="Keep every connected component and every organ's full extent (default: the run's post settings).",
+    ),
+    extent_margin: float | None = typer.Option(
+        None, "--extent-margin", min=0.0,
+        help="Cap each organ's extent through the slices at this many times its longest in the source's "
+             "training labels; 0: no cap (default: the run's post.extent_margin).",
     ),
     tta: bool | None = typer.Option(
         None, "--tta/--no-tta",
@@ -48,6 +54,7 @@ def predict(
         largest_component=False if no_postprocess else None,
         batch_size=batch_size,
         tta=tta,
+        extent_margin=0.0 if no_postprocess else extent_margin,
     )
     for path, msg in result.failed:
         err_console.print(f"[red]{escape(str(path))}: {escape(msg)}[/]", highlight=False, soft_wrap=True)

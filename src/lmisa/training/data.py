@@ -16,6 +16,7 @@ import torch
 from lmisa.config import PEER_VARIANTS, Config
 from lmisa.datasets import Case, Domain, check_domain, split_cases
 from lmisa.errors import LmisaError
+from lmisa.extent import check_extent_margin, longest_extents_mm
 from lmisa.io import slice_spacing_mm
 from lmisa.preprocess import (
     Plans,
@@ -121,6 +122,15 @@ def check_augment(cfg: Config) -> None:
         raise LmisaError(f"augment.{needs[0]} changes intensities: with MLNGM input set augment.before_mlngm: true")
 
 
+def slice_mm(plans: Plans, domain: Domain, names: list[str]) -> list[float]:
+    """Slice spacing (mm) of the cases ``names`` as cached: the headers' in 2D (slices are kept),
+    ``spacing_z`` in 3D (volumes are resampled to it)."""
+    if plans.dims == 3 and plans.spacing_z:
+        return [float(plans.spacing_z)] * len(names)
+    images = {c.name: c.image for c in domain.cases("train")}
+    return [slice_spacing_mm(images[n]) for n in names]
+
+
 def make_split(cfg: Config, source: Domain, target: Domain | None) -> dict[str, list[str]]:
     names = [c.name for c in source.cases("train")]
     parts = split_cases(names, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed)
@@ -170,6 +180,7 @@ def prepare_training_data(
     check_augment(cfg)
     check_weight_average(cfg)
     check_real_prior(cfg)
+    check_extent_margin(cfg.post.extent_margin)  # before any caching
     plans = make_plans(cfg, labelled)
     split = split or make_split(cfg, labelled, unlabelled)
     cache_root = default_cache_root(cfg.data.cache_dir)
@@ -180,6 +191,10 @@ def prepare_training_data(
     )
     source_train = load_slices(src_files, split["source_train"], with_labels=True)
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
+    extents = longest_extents_mm(source_train.labels, source_train.case_starts.tolist(),
+                                 source_train.case_lengths.tolist(), slice_mm(plans, labelled, split["source_train"]),
+                                 plans.labels)
+    plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
     target_train = None
     if unlabelled is not None and split.get("target_train"):
         tgt_files = _cache_domain(
@@ -205,17 +220,10 @@ def _organ_share(
     target_train: SliceSet, log: logging.Logger | None,
 ) -> OrganShare | None:
     """How often source and target slices hold an organ, from the source labels' organ span and the
-    scans' lengths (no target label). Slice spacings: the headers' in 2D (slices are kept),
-    ``spacing_z`` in 3D (volumes are resampled to it). Without an organ span in the source labels:
-    an error for ``real_prior: target``, a warning and None (uniform real maps) for ``auto``."""
-
-    def slice_mm(domain: Domain, names: list[str]) -> list[float]:
-        if plans.dims == 3 and plans.spacing_z:
-            return [float(plans.spacing_z)] * len(names)
-        images = {c.name: c.image for c in domain.cases("train")}
-        return [slice_spacing_mm(images[n]) for n in names]
-
-    source_mm, target_mm = slice_mm(source, split["source_train"]), slice_mm(target, split["target_train"])
+    scans' lengths (no target label), with the slice spacings of :func:`slice_mm`. Without an organ span
+    in the source labels: an error for ``real_prior: target``, a warning and None (uniform real maps)
+    for ``auto``."""
+    source_mm, target_mm = slice_mm(plans, source, split["source_train"]), slice_mm(plans, target, split["target_train"])
     lengths = [int(n) for n in target_train.case_lengths.tolist()]
     try:
         return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
@@ -227,4 +235,4 @@ def _organ_share(
         return None
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "slice_mm", "Case"]
