@@ -69,7 +69,7 @@ def linked_images(dataset: Path, cases: list[str], into: Path) -> Path:
 
 
 def dice(summary) -> float:
-    return 100.0 * summary.mean_over_structures["dice"]["mean"]
+    return summary.mean_over_structures["dice"]["mean"]  # already in %
 
 
 def screen(name: str, work: Path, test: bool) -> dict:
@@ -89,7 +89,7 @@ def screen(name: str, work: Path, test: bool) -> dict:
             sums = [evaluate_folders(p, tests, model.plans.labels, work / f"test_{protocol}_{i}", protocol=protocol,
                                      progress=False) for i, p in enumerate(te)]
             out[f"test_{protocol}"] = [dice(s) for s in sums]
-            out[f"test_{protocol}_organs"] = [{k: round(100 * v["dice"]["mean"], 1) for k, v in s.per_structure.items()}
+            out[f"test_{protocol}_organs"] = [{k: round(v["dice"]["mean"], 1) for k, v in s.per_structure.items()}
                                               for s in sums]
         return out
     val = predict_both(model, linked_images(source, split["source_val"], work / "val_images"), work / "val")
