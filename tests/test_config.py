@@ -81,9 +81,9 @@ def test_weight_average_set_by_the_user_is_kept() -> None:
 
 def test_a_saved_run_keeps_what_it_trained_with() -> None:
     """Keys added after a run was saved take the value that run trained with, not today's default."""
-    old = {"augment": {"rotate_deg": 10.0}, "train": {"epochs": 2}}
+    old = {"augment": {"rotate_deg": 10.0}, "train": {"epochs": 2}, "post": {"tta": False}}
     cfg = Config.from_dict(old, saved_run=True)
-    assert cfg.augment.before_mlngm is False and cfg.train.ema_decay == 0.0
-    new = {"augment": {"before_mlngm": True}, "train": {"ema_decay": 0.99}}
+    assert cfg.augment.before_mlngm is False and cfg.train.ema_decay == 0.0 and cfg.post.extent_margin == 0.0
+    new = {"augment": {"before_mlngm": True}, "train": {"ema_decay": 0.99}, "post": {"extent_margin": 1.1}}
     cfg = Config.from_dict(new, saved_run=True)
-    assert cfg.augment.before_mlngm is True and cfg.train.ema_decay == 0.99
+    assert cfg.augment.before_mlngm is True and cfg.train.ema_decay == 0.99 and cfg.post.extent_margin == 1.1

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import doctest
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+import lmisa.extent
 from lmisa.errors import LmisaError
-from lmisa.extent import cap_extent, check_extent_margin, longest_extents_mm, slice_extents
+from lmisa.extent import cap_extent, check_extent_margin, longest_extents_mm, presence_spans_mm
+from lmisa.preprocess import SliceSet
 
 
-def test_slice_extents_count_from_first_to_last_slice() -> None:
-    lab = torch.zeros(6, 3, 3, dtype=torch.uint8)
-    lab[1, 0, 0] = 1
-    lab[4, 2, 2] = 1  # a gap inside counts: the organ spans slices 1..4
-    lab[2, 1, 1] = 3
-    assert slice_extents(lab, [1, 2, 3]).tolist() == [4, 0, 1]
+def test_presence_spans_count_from_first_to_last_flagged_slice() -> None:
+    present = [False, True, False, False, True, False] + [False, False] + [True]  # cases of 6, 2 and 1 slices
+    # a gap inside counts: the first case spans slices 1..4; the second has none
+    assert presence_spans_mm(present, [0, 6, 8], [6, 2, 1], [2.0, 3.0, 5.0]) == [8.0, 0.0, 5.0]
 
 
 def test_longest_extents_take_each_case_with_its_own_spacing() -> None:
@@ -23,8 +26,12 @@ def test_longest_extents_take_each_case_with_its_own_spacing() -> None:
     lab[0:4, 0, 0] = 1  # case 0 (5 slices, 2 mm): liver on 4 slices = 8 mm
     lab[5:8, 0, 0] = 1  # case 1 (3 slices, 5 mm): liver on 3 slices = 15 mm
     lab[6, 1, 1] = 2
-    out = longest_extents_mm(lab, [0, 5], [5, 3], [2.0, 5.0], {"background": 0, "liver": 1, "spleen": 2})
-    assert out == {"liver": 15.0, "spleen": 5.0}
+    slices = SliceSet(torch.zeros(8, 2, 2, dtype=torch.float16), lab, torch.tensor([0] * 5 + [1] * 3),
+                      ["a", "b"], torch.tensor([0, 5]), torch.tensor([5, 3]))
+    organs = {"background": 0, "liver": 1, "spleen": 2, "kidney": 3}
+    assert longest_extents_mm(slices, [2.0, 5.0], organs) == {"liver": 15.0, "spleen": 5.0, "kidney": 0.0}
+    with pytest.raises(ValueError, match="labelled"):
+        longest_extents_mm(replace(slices, labels=None), [2.0, 5.0], organs)
 
 
 def test_cap_keeps_the_window_holding_most_of_the_organ() -> None:
@@ -57,8 +64,14 @@ def test_a_cap_below_one_slice_keeps_one_slice() -> None:
 def test_bad_spacing_and_margin_are_refused() -> None:
     with pytest.raises(ValueError, match="slice spacing"):
         cap_extent(np.zeros((3, 2, 2), np.uint8), 0.0, {1: 5.0})
+    one_slice = np.ones((1, 2, 2), np.uint8)  # nothing to cap: its spacing does not matter
+    assert np.array_equal(cap_extent(one_slice, 0.0, {1: 5.0}), one_slice)
     for bad in (-0.5, float("nan"), float("inf")):
         with pytest.raises(LmisaError, match="post.extent_margin"):
             check_extent_margin(bad)
     check_extent_margin(0.0)
     check_extent_margin(1.1)
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(lmisa.extent).failed == 0

@@ -456,21 +456,12 @@ def test_the_extent_cap_follows_the_config_and_the_plans() -> None:
 
 
 def test_a_run_records_the_source_organ_extents(run: Path, model: LoadedModel) -> None:
-    """The tiny run's source cases: 5 slices of 3 mm, each organ's blob on slices 1-3 (the first of 3
-    cases; the split keeps 2 for training)."""
+    """The tiny run's source cases: 5 slices of 3 mm, each organ's blob on slices 1-4 (12 mm)."""
     import json
 
-    assert set(model.plans.organ_extent_mm) == {"liver", "right_kidney", "left_kidney", "spleen"}
-    assert all(v > 0 and v % 3.0 == 0 for v in model.plans.organ_extent_mm.values())
+    assert model.plans.organ_extent_mm == {"liver": 12.0, "right_kidney": 12.0, "left_kidney": 12.0, "spleen": 12.0}
     assert json.loads((run / "plans.json").read_text())["organ_extent_mm"] == model.plans.organ_extent_mm
     assert model.config.post.extent_margin == 0.0
-
-
-def test_a_run_saved_before_extents_predicts_without_a_cap(run: Path, tmp_path: Path) -> None:
-    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
-    del state["config"]["post"]["extent_margin"]
-    torch.save(state, tmp_path / "old.pt")
-    assert load_run(tmp_path / "old.pt").config.post.extent_margin == 0.0
 
 
 def test_cli_predict_extent_margin_needs_recorded_extents(run: Path, tmp_path: Path) -> None:
@@ -488,5 +479,8 @@ def test_cli_predict_extent_margin_needs_recorded_extents(run: Path, tmp_path: P
     torch.save(state, tmp_path / "old.pt")
     old = runner.invoke(app, ["predict", "-m", str(tmp_path / "old.pt"), "-i", str(img.parent), "-o",
                               str(tmp_path / "b"), "--extent-margin", "1.1"])
-    assert old.exit_code != 0 and "no organ extents" in old.output
+    assert old.exit_code != 0 and "no organ extents" in old.output and "old.pt" in old.output
     assert not list((tmp_path / "b").glob("*.nii.gz"))
+    both = runner.invoke(app, ["predict", "-m", str(run), "-i", str(img.parent), "-o", str(tmp_path / "c"),
+                               "--no-postprocess", "--extent-margin", "1.1"])
+    assert both.exit_code != 0 and "leave out --extent-margin" in both.output

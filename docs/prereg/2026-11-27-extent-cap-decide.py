@@ -15,10 +15,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from lmisa.evaluation import evaluate_folders
-from lmisa.extent import cap_extent, slice_extents
+from lmisa.extent import cap_extent, presence_spans_mm
 from lmisa.io import read_label, write_image
 from lmisa.predict import extent_caps, load_run, predict_path
 from lmisa.volumes import compare_volumes
@@ -41,9 +39,10 @@ def source_extents(source: Path, cases: list[str], labels: dict[str, int]) -> di
     longest = dict.fromkeys(organs, 0.0)
     for case in cases:
         lab = read_label(source / "labelsTr" / f"{case}.nii.gz")
-        counts = slice_extents(torch.from_numpy(lab.array), list(organs.values())).tolist()
-        for name, n in zip(organs, counts):
-            longest[name] = max(longest[name], n * lab.spacing[0])
+        z = lab.array.shape[0]
+        for name, value in organs.items():
+            present = (lab.array == value).reshape(z, -1).any(1)
+            longest[name] = max(longest[name], presence_spans_mm(present, [0], [z], [lab.spacing[0]])[0])
     return longest
 
 

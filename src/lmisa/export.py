@@ -156,8 +156,10 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
             "largest_component": bool(cfg.post.largest_component),
             "how": "per organ label keep only the largest 3D connected component (full connectivity)",
             "extent_cap_mm": {names[v]: round(mm, 1) for v, mm in extent_caps(model).items()},
-            "extent_cap_how": "then per organ keep only the run of slices, at most extent_cap_mm long, that holds "
-                              "most of its voxels (empty: no cap)",
+            "extent_cap_how": "after the connected components (if on): per organ listed, keep only the window of "
+                              "floor(extent_cap_mm / slice spacing) slices (at least 1; the image's own spacing) "
+                              "that holds most of its voxels (the first such window on ties); organs not listed: "
+                              "no cap",
         },
         "network": {
             "dims": cfg.train.dims,

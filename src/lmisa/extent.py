@@ -2,11 +2,14 @@
 
 An organ is about as long whatever the modality that images it, and the source's labels say how long
 (in mm, through the slices). A model adapted from abdominal MR to chest-to-pelvis CT draws organs on
-CT slices that no MR scan shows: the liver grows into the chest, the spleen below its pole (docs/RESULTS.md
-2m: on the CT training scans the predicted liver reached a median 292 mm, the MR labels at most 216 mm). ``cap_extent`` keeps, for each organ reaching further than its cap, the run of slices
-that cap allows holding the most of its predicted voxels, and sets the rest of the organ to background.
-The caps come from the source's training labels (``post.extent_margin`` times the longest one), stored
-in the run's plans: no target label is read.
+CT slices that no MR scan shows: the liver grows into the chest, the spleen below its pole
+(docs/RESULTS.md 2m: on the CT training scans the predicted liver reached a median 292 mm, the MR
+labels at most 216 mm). ``cap_extent`` keeps, for each organ reaching further than its cap, the run of
+slices that cap allows holding the most of its predicted voxels, and sets the rest of the organ to
+background.
+The caps come from the run's training labels (the source's; the target's only for the ``supervised``
+bound): ``post.extent_margin`` times each organ's longest extent there, stored in the run's plans.
+No target label is read.
 
 Example:
     >>> import numpy as np
@@ -21,11 +24,11 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from lmisa.errors import LmisaError
+from lmisa.preprocess import SliceSet
 
-__all__ = ["cap_extent", "check_extent_margin", "longest_extents_mm", "slice_extents"]
+__all__ = ["cap_extent", "check_extent_margin", "longest_extents_mm", "presence_spans_mm"]
 
 
 def check_extent_margin(margin: float) -> None:
@@ -34,30 +37,31 @@ def check_extent_margin(margin: float) -> None:
         raise LmisaError(f"post.extent_margin must be a number >= 0 (0: no cap), got {margin}")
 
 
-def slice_extents(labels: torch.Tensor, values: Sequence[int]) -> torch.Tensor:
-    """Slices from the first to the last holding each label value, in one ``(Z, ...)`` label map
-    (``(len(values),)`` int64; 0 where a value is absent)."""
-    z = torch.arange(labels.shape[0], device=labels.device)
-    out = []
-    for v in values:
-        held = z[(labels == v).flatten(1).any(1)]
-        out.append(held[-1] - held[0] + 1 if held.numel() else torch.zeros((), dtype=torch.int64, device=labels.device))
-    return torch.stack(out) if out else torch.zeros(0, dtype=torch.int64)
+def presence_spans_mm(
+    present: Sequence[bool] | np.ndarray, case_starts: Sequence[int], case_lengths: Sequence[int],
+    slice_mm: Sequence[float],
+) -> list[float]:
+    """Per case of a slice stack: the length (mm) from its first to its last slice flagged in ``present``
+    (``(N,)``), each case with its own slice spacing; 0 for a case with none flagged."""
+    present = np.asarray(present, dtype=bool)
+    spans = []
+    for start, n, mm in zip(case_starts, case_lengths, slice_mm):
+        z = np.flatnonzero(present[int(start) : int(start) + int(n)])
+        spans.append(float(z[-1] - z[0] + 1) * float(mm) if z.size else 0.0)
+    return spans
 
 
-def longest_extents_mm(
-    labels: torch.Tensor, case_starts: Sequence[int], case_lengths: Sequence[int], slice_mm: Sequence[float],
-    organs: Mapping[str, int],
-) -> dict[str, float]:
-    """The longest extent (mm) of each organ over the cases stacked in ``labels`` ``(N, H, W)`` (a
-    SliceSet's labels, its cases' first slices and lengths), each case with its own slice spacing."""
-    names = [n for n, v in organs.items() if v > 0]
-    longest = dict.fromkeys(names, 0.0)
-    for start, length, mm in zip(case_starts, case_lengths, slice_mm):
-        counts = slice_extents(labels[int(start) : int(start) + int(length)], [organs[n] for n in names]).tolist()
-        for name, n in zip(names, counts):
-            longest[name] = max(longest[name], n * float(mm))
-    return longest
+def longest_extents_mm(slices: SliceSet, slice_mm: Sequence[float], organs: Mapping[str, int]) -> dict[str, float]:
+    """The longest extent (mm) of each organ (name -> label value; the background's 0 is skipped) over the
+    labelled cases of ``slices``, each case with its own slice spacing ``slice_mm``."""
+    if slices.labels is None:
+        raise ValueError("longest_extents_mm needs labelled slices")
+    starts, lengths = slices.case_starts.tolist(), slices.case_lengths.tolist()
+    flat = slices.labels.flatten(1)
+    return {
+        name: max(presence_spans_mm((flat == value).any(1).cpu().numpy(), starts, lengths, slice_mm), default=0.0)
+        for name, value in organs.items() if value > 0
+    }
 
 
 def cap_extent(labels: np.ndarray, slice_mm: float, caps: Mapping[int, float]) -> np.ndarray:
@@ -65,11 +69,11 @@ def cap_extent(labels: np.ndarray, slice_mm: float, caps: Mapping[int, float]) -
     mm of slices (``slice_mm`` apart): the window of that many slices holding most of its voxels is kept
     (the first such window on ties), the value is set to 0 outside it. A cap of 0 or less is no cap."""
     labels = np.asarray(labels)
+    out = labels.copy()
+    if labels.ndim < 2 or labels.shape[0] <= 1 or not any(cap > 0 for cap in caps.values()):
+        return out  # nothing that could be capped
     if not slice_mm > 0 or not math.isfinite(slice_mm):
         raise ValueError(f"cap_extent needs a positive slice spacing, got {slice_mm}")
-    out = labels.copy()
-    if labels.ndim < 2 or labels.shape[0] == 0:
-        return out
     for value, cap in caps.items():
         if not cap > 0:
             continue

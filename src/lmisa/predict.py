@@ -217,6 +217,7 @@ def predict_volume(
         raise LmisaError("test-time augmentation (post.tta) is for 2D runs; this run is 3D")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    caps = extent_caps(model, extent_margin)  # before any network time
     device = model.device if device is None else resolve_device(device)
     net = model.net.to(device).eval()
     plans = model.plans
@@ -246,7 +247,7 @@ def predict_volume(
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     if dims == 3:
         result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size, represent)
-        return _postprocess(result.reshape(array.shape), model, image, largest_component, extent_margin)
+        return _postprocess(result.reshape(array.shape), model, image, largest_component, caps)
     out_yx = tuple(prepared.original_shape[-2:])
 
     def segment(x: torch.Tensor) -> torch.Tensor:  # slices as training warped them -> float logits
@@ -265,12 +266,12 @@ def predict_volume(
             # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
             part = replace(prepared, original_shape=(len(idx), *out_yx))
             labels[start : start + len(idx)] = class_argmax(restore_probabilities(probs, part))
-    return _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, extent_margin)
+    return _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, caps)
 
 
 def _postprocess(
     result: np.ndarray, model: LoadedModel, image: MedicalImage, largest_component: bool | None,
-    extent_margin: float | None,
+    caps: dict[int, float],
 ) -> np.ndarray:
     if largest_component is None:
         largest_component = model.config.post.largest_component
@@ -278,7 +279,6 @@ def _postprocess(
         from lmisa.postprocess import keep_largest_component
 
         result = keep_largest_component(result, classes=range(1, model.plans.num_classes))
-    caps = extent_caps(model, extent_margin)
     if caps and result.ndim == 3:  # a single 2D slice has no extent to cap
         from lmisa.extent import cap_extent
 
@@ -288,8 +288,9 @@ def _postprocess(
 
 def extent_caps(model: LoadedModel, extent_margin: float | None = None) -> dict[int, float]:
     """Label value -> the longest extent (mm) allowed: ``extent_margin`` (None: the run's
-    ``post.extent_margin``) times the organ's longest extent in the source's training labels; empty when
-    the margin is 0. A run trained before the extents were recorded has none to scale: an error."""
+    ``post.extent_margin``) times the organ's longest extent in the run's training labels (an organ absent
+    there gets no cap); empty when the margin is 0. A run trained before the extents were recorded has
+    none to scale: an error naming its checkpoint."""
     from lmisa.extent import check_extent_margin
 
     margin = model.config.post.extent_margin if extent_margin is None else extent_margin
@@ -298,9 +299,11 @@ def extent_caps(model: LoadedModel, extent_margin: float | None = None) -> dict[
         return {}
     extents = model.plans.organ_extent_mm
     if not extents:
-        raise LmisaError("post.extent_margin: this run's plans hold no organ extents (trained before they were "
-                         "recorded); predict with extent_margin 0 or retrain")
-    return {model.plans.labels[name]: margin * mm for name, mm in extents.items() if name in model.plans.labels}
+        where = f"{model.checkpoint}: " if model.checkpoint else ""
+        raise LmisaError(f"{where}post.extent_margin {margin}: this run's plans hold no organ extents (trained before "
+                         "they were recorded); predict with extent margin 0 or retrain")
+    labels = model.plans.labels
+    return {labels[name]: margin * mm for name, mm in extents.items() if name in labels and mm > 0}
 
 
 def _predict_patches(

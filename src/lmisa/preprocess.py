@@ -48,8 +48,8 @@ class Plans:
     context_slices: int = 0
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
     labels: dict[str, int] = field(default_factory=lambda: {"background": 0})
-    # the longest cranio-caudal extent (mm) of each organ in the training labels (lmisa.extent); empty in
-    # runs from before it was recorded
+    # the longest cranio-caudal extent (mm) of each organ in the run's training labels (lmisa.extent): the
+    # source's (the target's for the supervised bound); empty in runs from before it was recorded
     organ_extent_mm: dict[str, float] = field(default_factory=dict)
 
     @property

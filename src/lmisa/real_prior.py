@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lmisa.extent import presence_spans_mm
 from lmisa.preprocess import SliceSet
 from lmisa.sampling import organ_slices
 
@@ -34,12 +35,8 @@ def organ_spans_mm(labels: SliceSet, slice_mm: Sequence[float], min_pixels: int 
     if labels.labels is None:
         raise ValueError("organ_spans_mm needs labelled slices")
     has = organ_slices(labels.labels, min_pixels).cpu().numpy()
-    spans = []
-    for start, n, mm in zip(labels.case_starts.tolist(), labels.case_lengths.tolist(), slice_mm):
-        z = np.flatnonzero(has[start : start + n])
-        if z.size:
-            spans.append(float(z[-1] - z[0] + 1) * float(mm))
-    return spans
+    spans = presence_spans_mm(has, labels.case_starts.tolist(), labels.case_lengths.tolist(), slice_mm)
+    return [s for s in spans if s > 0]
 
 
 def expected_organ_fraction(span_mm: float, lengths: Sequence[int], slice_mm: Sequence[float]) -> float:

@@ -44,6 +44,8 @@ def predict(
 
     if checkpoint not in ("best", "latest"):
         raise LmisaError(f"--checkpoint must be best or latest, got {checkpoint!r}")
+    if no_postprocess and extent_margin:
+        raise LmisaError("--no-postprocess keeps every organ's full extent: leave out --extent-margin")
     loaded = load_run(model, which=checkpoint, device=device)
     result = predict_path(
         loaded,

@@ -122,7 +122,7 @@ def check_augment(cfg: Config) -> None:
         raise LmisaError(f"augment.{needs[0]} changes intensities: with MLNGM input set augment.before_mlngm: true")
 
 
-def slice_mm(plans: Plans, domain: Domain, names: list[str]) -> list[float]:
+def case_slice_mm(plans: Plans, domain: Domain, names: list[str]) -> list[float]:
     """Slice spacing (mm) of the cases ``names`` as cached: the headers' in 2D (slices are kept),
     ``spacing_z`` in 3D (volumes are resampled to it)."""
     if plans.dims == 3 and plans.spacing_z:
@@ -191,9 +191,7 @@ def prepare_training_data(
     )
     source_train = load_slices(src_files, split["source_train"], with_labels=True)
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
-    extents = longest_extents_mm(source_train.labels, source_train.case_starts.tolist(),
-                                 source_train.case_lengths.tolist(), slice_mm(plans, labelled, split["source_train"]),
-                                 plans.labels)
+    extents = longest_extents_mm(source_train, case_slice_mm(plans, labelled, split["source_train"]), plans.labels)
     plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
     target_train = None
     if unlabelled is not None and split.get("target_train"):
@@ -220,10 +218,10 @@ def _organ_share(
     target_train: SliceSet, log: logging.Logger | None,
 ) -> OrganShare | None:
     """How often source and target slices hold an organ, from the source labels' organ span and the
-    scans' lengths (no target label), with the slice spacings of :func:`slice_mm`. Without an organ span
+    scans' lengths (no target label), with the slice spacings of :func:`case_slice_mm`. Without an organ span
     in the source labels: an error for ``real_prior: target``, a warning and None (uniform real maps)
     for ``auto``."""
-    source_mm, target_mm = slice_mm(plans, source, split["source_train"]), slice_mm(plans, target, split["target_train"])
+    source_mm, target_mm = case_slice_mm(plans, source, split["source_train"]), case_slice_mm(plans, target, split["target_train"])
     lengths = [int(n) for n in target_train.case_lengths.tolist()]
     try:
         return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
@@ -235,4 +233,4 @@ def _organ_share(
         return None
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "slice_mm", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "case_slice_mm", "Case"]
