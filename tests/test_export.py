@@ -75,7 +75,7 @@ def test_model_json_describes_the_input(exported) -> None:
     assert inp["zscore_per_sample"] is True
     assert res["kind"] == "logits" and res["shape"] == ["N", 5, 32, 32]
     assert meta["labels"] == LABELS
-    assert meta["postprocess"]["extent_cap_mm"] == {}  # the run's post.extent_margin: 0
+    assert meta["postprocess"]["extent_cap_mm"] == {n: 13.2 for n in LABELS if n != "background"}  # 1.1 x 12 mm
     assert "floor(extent_cap_mm / slice spacing)" in meta["postprocess"]["extent_cap_how"]
     assert meta["files"] == {"torchscript": TORCHSCRIPT, "onnx": ONNX if (out / ONNX).exists() else None}
 

@@ -193,6 +193,7 @@ def _fake_model(context: int = 0, largest_component: bool = False, size=(48, 48)
     cfg = Config()
     cfg.data.input = "raw"  # as its plans: the network sees normalised intensities
     cfg.post.largest_component = largest_component
+    cfg.post.extent_margin = 0.0  # its plans record no organ extents
     return LoadedModel(_Threshold(context), plans, cfg)
 
 
@@ -224,7 +225,8 @@ def test_online_mlngm_runs_see_the_input_training_saw() -> None:
     from lmisa.training.data import network_input
 
     plans = Plans(spacing=(1.5, 1.5), size=(32, 32), input="mlngm", context_slices=0, labels={"background": 0, "organ": 1})
-    model = LoadedModel(_Threshold(), plans, Config())  # defaults: data.input mlngm, augment.before_mlngm
+    cfg = Config.from_dict({"post": {"extent_margin": 0.0}})  # no cap: these plans record no organ extents
+    model = LoadedModel(_Threshold(), plans, cfg)  # defaults: data.input mlngm, augment.before_mlngm
     image = _image(shape=(3, 40, 36), spacing=(4.0, 1.5, 1.5), rotate=False)  # larger than the frame: cropped
     predict_volume(model, image)
     seen = torch.cat(model.net.seen)
@@ -444,6 +446,7 @@ def test_the_extent_cap_follows_the_config_and_the_plans() -> None:
     image = MedicalImage(arr, np.diag([1.5, 1.5, 3.0, 1.0]))
     model = _fake_model()
     model.plans = replace(model.plans, organ_extent_mm={"organ": 10.0})
+    model.config.post.extent_margin = 0.0
     assert predict_volume(model, image)[:, 10, 10].all()  # the config's margin: 0, no cap
     capped = predict_volume(model, image, extent_margin=1.2)  # 12 mm: 4 slices
     assert capped[:, 10, 10].sum() == 4
@@ -461,7 +464,7 @@ def test_a_run_records_the_source_organ_extents(run: Path, model: LoadedModel) -
 
     assert model.plans.organ_extent_mm == {"liver": 12.0, "right_kidney": 12.0, "left_kidney": 12.0, "spleen": 12.0}
     assert json.loads((run / "plans.json").read_text())["organ_extent_mm"] == model.plans.organ_extent_mm
-    assert model.config.post.extent_margin == 0.0
+    assert model.config.post.extent_margin == 1.1  # the default
 
 
 def test_cli_predict_extent_margin_needs_recorded_extents(run: Path, tmp_path: Path) -> None:
