@@ -191,7 +191,8 @@ def prepare_training_data(
     )
     source_train = load_slices(src_files, split["source_train"], with_labels=True)
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
-    extents = longest_extents_mm(source_train, case_slice_mm(plans, labelled, split["source_train"]), plans.labels)
+    source_mm = case_slice_mm(plans, labelled, split["source_train"])  # read once: the extents and the organ share
+    extents = longest_extents_mm(source_train, source_mm, plans.labels)
     plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
     target_train = None
     if unlabelled is not None and split.get("target_train"):
@@ -209,19 +210,19 @@ def prepare_training_data(
         )
     share = None
     if cfg.loss.real_prior != "source" and cfg.loss.real_uniform and cfg.uses_critic and target_train is not None:
-        share = _organ_share(cfg, plans, labelled, unlabelled, split, source_train, target_train, log)
+        share = _organ_share(cfg, plans, unlabelled, split, source_train, source_mm, target_train, log)
     return TrainingData(plans, split, source_train, source_val, target_train, share)
 
 
 def _organ_share(
-    cfg: Config, plans: Plans, source: Domain, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
-    target_train: SliceSet, log: logging.Logger | None,
+    cfg: Config, plans: Plans, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
+    source_mm: list[float], target_train: SliceSet, log: logging.Logger | None,
 ) -> OrganShare | None:
     """How often source and target slices hold an organ, from the source labels' organ span and the
-    scans' lengths (no target label), with the slice spacings of :func:`case_slice_mm`. Without an organ span
-    in the source labels: an error for ``real_prior: target``, a warning and None (uniform real maps)
-    for ``auto``."""
-    source_mm, target_mm = case_slice_mm(plans, source, split["source_train"]), case_slice_mm(plans, target, split["target_train"])
+    scans' lengths (no target label), with the slice spacings of :func:`case_slice_mm` (the source's given as
+    ``source_mm``). Without an organ span in the source labels: an error for ``real_prior: target``, a
+    warning and None (uniform real maps) for ``auto``."""
+    target_mm = case_slice_mm(plans, target, split["target_train"])
     lengths = [int(n) for n in target_train.case_lengths.tolist()]
     try:
         return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
