@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--source", type=Path, required=True, help="nnU-Net data set whose labelsTr are the reference")
     ap.add_argument("--out", type=Path, help="keep the predictions and write volumes.json here")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--extent-margin", type=float, default=None,
+                    help="the extent cap's margin (0: no cap); default: the run's own post.extent_margin")
     args = ap.parse_args(argv)
 
     from lmisa.predict import load_run, predict_path
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="organ_volumes_"))
     # imagesTr only: a data set root would let list_inputs take imagesTs (test images) instead
     report = predict_path(model, args.target / "imagesTr", out / "predictions", overwrite=True,
-                          device=args.device, progress=False)
+                          device=args.device, progress=False, extent_margin=args.extent_margin)
     if report.failed or not report.written:
         first = report.failed[0] if report.failed else (args.target / "imagesTr", "no image predicted")
         raise SystemExit(f"error: {first[0]}: {first[1]}")

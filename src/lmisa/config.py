@@ -99,6 +99,13 @@ class LossConfig:
     # screened MR -> CT at 0.25, 77-89 % of the target predictions still passed and the predicted liver
     # tripled; not adopted (docs/RESULTS.md 2l).
     critic_organ_quantile: float = 0.0
+    # > 0: once the adversarial term starts, the target slices of a batch (judged by the critic and
+    # reconstructed) are drawn only from each target scan's window of this many times the longest organ
+    # region of the source labels (first to last slice holding any organ), placed at every epoch start where
+    # the segmenter's prediction (its weight average) holds the most organ pixels (lmisa.critic_window);
+    # 0: from every target slice. Aimed at the slices beyond the source's body coverage, where the critic
+    # adds false positives MR -> CT (docs/RESULTS.md 2j). 0 or >= 1; 2D. An option (RESULTS 2n).
+    critic_window: float = 0.0
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 from lmisa.errors import LmisaError
 from lmisa.preprocess import SliceSet
 
-__all__ = ["cap_extent", "check_extent_margin", "longest_extents_mm", "presence_spans_mm"]
+__all__ = ["cap_extent", "check_extent_margin", "heaviest_window", "longest_extents_mm", "presence_spans_mm"]
 
 
 def check_extent_margin(margin: float) -> None:
@@ -64,6 +64,15 @@ def longest_extents_mm(slices: SliceSet, slice_mm: Sequence[float], organs: Mapp
     }
 
 
+def heaviest_window(per_slice: np.ndarray, width: int) -> int:
+    """First slice of the run of ``width`` consecutive slices whose ``per_slice`` amounts (``(Z,)``) sum
+    highest (the first such run on ties; 0 when ``width`` covers them all)."""
+    per_slice = np.asarray(per_slice)
+    if width >= per_slice.shape[0]:
+        return 0
+    return int(np.argmax(np.convolve(per_slice, np.ones(width, dtype=per_slice.dtype), mode="valid")))
+
+
 def cap_extent(labels: np.ndarray, slice_mm: float, caps: Mapping[int, float]) -> np.ndarray:
     """A copy of ``labels`` ``(Z, ...)`` where each label value in ``caps`` spans at most ``caps[value]``
     mm of slices (``slice_mm`` apart): the window of that many slices holding most of its voxels is kept
@@ -82,8 +91,7 @@ def cap_extent(labels: np.ndarray, slice_mm: float, caps: Mapping[int, float]) -
         held = np.flatnonzero(per_slice)
         if held.size == 0 or held[-1] - held[0] + 1 <= width:
             continue
-        window = np.convolve(per_slice, np.ones(width, dtype=per_slice.dtype), mode="valid")  # window sums
-        first = int(np.argmax(window))
+        first = heaviest_window(per_slice, width)
         drop = np.ones(labels.shape[0], bool)
         drop[first : first + width] = False
         out[drop] = np.where(out[drop] == value, 0, out[drop])

@@ -2,7 +2,7 @@
 
 All slices of a domain live in one tensor (float16; a data set of this size is a few hundred MB), so
 a batch is an index draw plus a gather. Source slices are drawn foreground-aware (a fixed share among
-slices that hold a label); target slices uniformly; the critic's real label maps uniformly or with a
+slices that hold a label); target slices uniformly (or among given ones, ``restrict_to``); the critic's real label maps uniformly or with a
 given share of organ-bearing slices (``match_organ_fraction``, ``loss.real_prior``). With
 ``context > 0`` each sample carries its neighbouring slices of the same case as extra channels (2.5D).
 
@@ -78,6 +78,13 @@ class SliceSampler:
                 self.fg_index = index
                 self.fg_fraction = foreground_fraction
         self.organ_split: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.allowed: torch.Tensor | None = None  # restrict_to
+
+    def restrict_to(self, index: torch.Tensor | None) -> None:
+        """Draw uniformly among the slices ``index`` only (None: among all again)."""
+        if index is not None and index.numel() == 0:
+            raise ValueError("restrict_to needs at least one slice")
+        self.allowed = None if index is None else index.to(self.device)
 
     def match_organ_fraction(self, fraction: float, min_pixels: int = 1) -> bool:
         """Draw slices that hold a label (at least ``min_pixels``) with probability ``fraction``, the
@@ -99,6 +106,8 @@ class SliceSampler:
             pick_fg = fg[torch.randint(0, fg.numel(), (b,), generator=g, device=self.device)]
             pick_bg = bg[torch.randint(0, bg.numel(), (b,), generator=g, device=self.device)]
             return torch.where(torch.rand(b, generator=g, device=self.device) < fraction, pick_fg, pick_bg)
+        if self.allowed is not None:
+            return self.allowed[torch.randint(0, self.allowed.numel(), (b,), generator=g, device=self.device)]
         idx = torch.randint(0, self.n, (b,), generator=g, device=self.device)
         if self.fg_index is not None:
             pick = torch.randint(0, self.fg_index.numel(), (b,), generator=g, device=self.device)

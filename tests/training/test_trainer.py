@@ -369,3 +369,45 @@ def test_label_smoothing_with_predicted_real_maps_is_one_clear_error(domains, tm
     with pytest.raises(LmisaError, match="real_label_smoothing smooths label maps"):
         train(src, tgt, out=tmp_path / "run", overrides={"data": TINY["data"], "train": TINY["train"], "loss": loss},
               progress=False)
+
+
+def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    loss = {"critic_window": 1.0, "adv_warmup": 0.5, "adv_ramp": 0.0}
+    cfg = {"data": TINY["data"], "train": {**TINY["train"], "epochs": 4, "steps_per_epoch": 2}, "loss": loss}
+    seen: dict[str, Trainer] = {}
+    original = Trainer.fit
+
+    def keep(self):
+        seen["trainer"] = self
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit", keep)
+    monkeypatch.setattr(Trainer, "critic_window_every", 1)
+    run = train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+    trainer = seen["trainer"]
+    assert trainer.data.region_span_mm > 0 and trainer.data.target_slice_mm == [5.0, 5.0]
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [r["critic_window_share"] for r in rows[:2]] == ["", ""]  # epochs 1, 2: all steps in the warm-up
+    assert all(0 < float(r["critic_window_share"]) <= 1 for r in rows[2:])
+    allowed = trainer.target_sampler.allowed
+    assert allowed is not None and allowed.numel() == round(float(rows[-1]["critic_window_share"]) * 8)
+    drawn = trainer.target_sampler.draw_indices()
+    assert bool(torch.isin(drawn, allowed).all())
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert torch.equal(state["critic_window"].cpu(), allowed.cpu())
+    # a resumed run draws from the saved windows
+    trainer.target_sampler.restrict_to(None)
+    trainer.load(run / "checkpoints" / "latest.pt")
+    assert torch.equal(trainer.target_sampler.allowed.cpu(), allowed.cpu())
+
+
+@pytest.mark.parametrize("value, dims, message", [
+    (0.5, 2, "critic_window must be 0"), (float("nan"), 2, "critic_window must be 0"), (1.1, 3, "critic_window is 2D only"),
+])
+def test_critic_window_is_checked(domains, tmp_path: Path, value, dims, message) -> None:
+    src, tgt = domains
+    data = {**TINY["data"], "patch": [8, 32, 32]} if dims == 3 else TINY["data"]
+    with pytest.raises(LmisaError, match=message):
+        train(src, tgt, out=tmp_path / "run", progress=False,
+              overrides={"data": data, "train": {**TINY["train"], "dims": dims}, "loss": {"critic_window": value}})

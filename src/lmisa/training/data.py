@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lmisa.config import PEER_VARIANTS, Config
+from lmisa.critic_window import check_critic_window
 from lmisa.datasets import Case, Domain, check_domain, split_cases
 from lmisa.errors import LmisaError
 from lmisa.extent import check_extent_margin, longest_extents_mm
@@ -28,7 +29,7 @@ from lmisa.preprocess import (
     median_inplane_spacing,
     median_slice_spacing,
 )
-from lmisa.real_prior import OrganShare, estimate_organ_share
+from lmisa.real_prior import OrganShare, estimate_organ_share, organ_spans_mm
 from lmisa.sampling import min_organ_pixels
 
 
@@ -40,6 +41,10 @@ class TrainingData:
     source_val: SliceSet
     target_train: SliceSet | None
     organ_share: OrganShare | None = None  # loss.real_prior "target" / "auto" (lmisa.real_prior)
+    # loss.critic_window (lmisa.critic_window): the longest organ region of the source training labels (mm)
+    # and each target training case's slice spacing
+    region_span_mm: float | None = None
+    target_slice_mm: list[float] | None = None
 
 
 def _raise_problems(problems: list, what: str) -> None:
@@ -112,6 +117,7 @@ def check_real_prior(cfg: Config) -> None:
                          f"with critic_maps: {L.critic_maps} (set it to 0 or critic_maps to organs)")
     if L.critic_real == "predictions" and L.real_label_smoothing > 0 and cfg.uses_critic:
         raise LmisaError("loss.real_label_smoothing smooths label maps: set it to 0 with loss.critic_real: predictions")
+    check_critic_window(L.critic_window, cfg.train.dims)
 
 
 def check_augment(cfg: Config) -> None:
@@ -208,21 +214,27 @@ def prepare_training_data(
             len(source_val),
             len(target_train) if target_train is not None else "-",
         )
-    share = None
-    if cfg.loss.real_prior != "source" and cfg.loss.real_uniform and cfg.uses_critic and target_train is not None:
-        share = _organ_share(cfg, plans, unlabelled, split, source_train, source_mm, target_train, log)
-    return TrainingData(plans, split, source_train, source_val, target_train, share)
+    share = region = target_mm = None
+    if cfg.uses_critic and target_train is not None:
+        target_mm = case_slice_mm(plans, unlabelled, split["target_train"])
+        if cfg.loss.real_prior != "source" and cfg.loss.real_uniform:
+            share = _organ_share(cfg, plans, source_train, source_mm, target_train, target_mm, log)
+        if cfg.loss.critic_window > 0:
+            spans = organ_spans_mm(source_train, source_mm, min_organ_pixels(plans.size))
+            if not spans:
+                raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
+            region = max(spans)
+    return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm)
 
 
 def _organ_share(
-    cfg: Config, plans: Plans, target: Domain, split: dict[str, list[str]], source_train: SliceSet,
-    source_mm: list[float], target_train: SliceSet, log: logging.Logger | None,
+    cfg: Config, plans: Plans, source_train: SliceSet, source_mm: list[float], target_train: SliceSet,
+    target_mm: list[float], log: logging.Logger | None,
 ) -> OrganShare | None:
     """How often source and target slices hold an organ, from the source labels' organ span and the
-    scans' lengths (no target label), with the slice spacings of :func:`case_slice_mm` (the source's given as
-    ``source_mm``). Without an organ span in the source labels: an error for ``real_prior: target``, a
-    warning and None (uniform real maps) for ``auto``."""
-    target_mm = case_slice_mm(plans, target, split["target_train"])
+    scans' lengths (no target label), with the slice spacings of :func:`case_slice_mm`. Without an organ
+    span in the source labels: an error for ``real_prior: target``, a warning and None (uniform real maps)
+    for ``auto``."""
     lengths = [int(n) for n in target_train.case_lengths.tolist()]
     try:
         return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))

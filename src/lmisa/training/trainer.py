@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from lmisa.augment import augment_batch
 from lmisa.config import Config
+from lmisa.critic_window import window_index
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
 from lmisa.losses import (
@@ -99,6 +100,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
         self.real_fraction: float | None = None  # real_prior "target"/"auto" or critic_maps "organs" when applied; saved
+        self.window_share: float | None = None  # loss.critic_window: share of the target slices in the windows
+        self.critic_window_index: torch.Tensor | None = None  # their indices; saved
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
@@ -402,6 +405,56 @@ class Trainer:
         labels = self.data.plans.labels
         return [k for k, _ in sorted(labels.items(), key=lambda kv: kv[1])]
 
+    critic_window_every = 4  # epochs between placements: one costs a prediction of every target slice
+
+    def place_critic_window(self) -> None:
+        """``loss.critic_window``: from the epoch in which the adversarial term starts, draw the target
+        batch from each target scan's window around its predicted organs, placed anew every
+        ``critic_window_every`` epochs (the windows are saved with the checkpoint, so a resumed run draws
+        as an uninterrupted one does)."""
+        margin, t = self.cfg.loss.critic_window, self.cfg.train
+        if margin <= 0 or self.critic is None or self.target_sampler is None:
+            return
+        total = max(1, t.epochs * t.steps_per_epoch)
+        first = next((e for e in range(t.epochs)  # the first epoch whose last step is past the warm-up
+                      if ((e + 1) * t.steps_per_epoch - 1) / total >= self.cfg.loss.adv_warmup), t.epochs)
+        if self.epoch < first or (self.epoch - first) % self.critic_window_every:
+            return
+        span, slice_mm = self.data.region_span_mm, self.data.target_slice_mm
+        if span is None or slice_mm is None:
+            raise LmisaError("loss.critic_window needs the source organ region and the target slice spacings "
+                             "(lmisa.training.data.prepare_training_data finds them)")
+        slices = self.target_sampler.slices
+        pixels = self.target_organ_pixels().cpu().numpy()  # one sync per placement
+        index = window_index(pixels, slices.case_starts.tolist(), slices.case_lengths.tolist(), slice_mm, margin * span)
+        self.use_critic_window(torch.as_tensor(index, device=self.device))
+        if self.is_main:
+            self.log.info("critic window: %d of %d target slices (%.0f %%), %.0f mm per scan (%.2f x the source "
+                          "organ region, %.0f mm)", len(index), len(slices), 100 * self.window_share,
+                          margin * span, margin, span)
+
+    def use_critic_window(self, index: torch.Tensor) -> None:
+        self.critic_window_index = index
+        self.target_sampler.restrict_to(index)
+        self.window_share = index.numel() / max(1, len(self.target_sampler.slices))
+
+    @torch.no_grad()
+    def target_organ_pixels(self) -> torch.Tensor:
+        """Organ pixels (argmax) of the prediction on every target training slice, by the weights that
+        validate and predict (the average, where there is one)."""
+        net = self.ema if self.ema is not None else self.net
+        net.eval()
+        slices, counts = self.target_sampler.slices, []
+        step = 4 * self.cfg.train.batch_size
+        for start in range(0, len(slices), step):
+            idx = torch.arange(start, min(start + step, len(slices)), device=self.device)
+            x, _ = self.target_sampler.gather(idx)
+            with self.autocast():
+                seg = net(self.represent(x))[0]
+            counts.append((seg.argmax(1) > 0).flatten(1).sum(1))
+        net.train()
+        return torch.cat(counts)
+
     # ------------------------------------------------------------------ hooks
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters of every module this run trains, by name (peers add theirs)."""
@@ -440,6 +493,7 @@ class Trainer:
             self._bar.start()
 
     def on_epoch_start(self) -> None:
+        self.place_critic_window()
         self.epoch_sums: dict[str, torch.Tensor] = {}
         self.epoch_steps = 0
         self.t_epoch = time.perf_counter()
@@ -475,6 +529,8 @@ class Trainer:
         row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
         row.update({f"loss_{k}": float(v) / max(1, self.epoch_steps) for k, v in self.epoch_sums.items()})
         row.update(val)
+        if self.window_share is not None:
+            row["critic_window_share"] = self.window_share
         row["slices_per_s"] = self.epoch_steps * self.samples_per_step / max(seconds, 1e-9)
         row["wall_s"] = self.wall_before + time.perf_counter() - self.t_start
         row["peak_mem_mb"] = peak_memory_mb(self.device)
@@ -530,6 +586,8 @@ class Trainer:
             state["ema"] = self.ema.state_dict()
         if self.real_fraction is not None:
             state["real_fraction"] = self.real_fraction
+        if self.critic_window_index is not None:
+            state["critic_window"] = self.critic_window_index
         if self.critic is not None:
             state.update(
                 critic=self._bare(self.critic).state_dict(),
@@ -561,6 +619,8 @@ class Trainer:
         saved = state.get("real_fraction")
         if saved is not None and self.real_sampler is not None and float(saved) != self.real_fraction:
             self.match_real_prior(float(saved))  # the run goes on with the share it started with
+        if state.get("critic_window") is not None and self.target_sampler is not None:
+            self.use_critic_window(state["critic_window"].to(self.device))
         self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.history = list(state["history"])
