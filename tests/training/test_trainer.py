@@ -402,12 +402,13 @@ def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domain
     assert torch.equal(trainer.target_sampler.allowed.cpu(), allowed.cpu())
 
 
-@pytest.mark.parametrize("value, dims, message", [
-    (0.5, 2, "critic_window must be 0"), (float("nan"), 2, "critic_window must be 0"), (1.1, 3, "critic_window is 2D only"),
+@pytest.mark.parametrize("value, dims, variant, message", [
+    (0.5, 2, "lmisa", "critic_window must be 0"), (float("nan"), 2, "lmisa", "critic_window must be 0"),
+    (1.1, 3, "lmisa", "critic_window is 2D only"), (1.1, 2, "adaoutput", "peer variant adaoutput has no LMISA"),
 ])
-def test_critic_window_is_checked(domains, tmp_path: Path, value, dims, message) -> None:
+def test_critic_window_is_checked(domains, tmp_path: Path, value, dims, variant, message) -> None:
     src, tgt = domains
     data = {**TINY["data"], "patch": [8, 32, 32]} if dims == 3 else TINY["data"]
     with pytest.raises(LmisaError, match=message):
-        train(src, tgt, out=tmp_path / "run", progress=False,
+        train(src, tgt, out=tmp_path / "run", progress=False, variant=variant,
               overrides={"data": data, "train": {**TINY["train"], "dims": dims}, "loss": {"critic_window": value}})

@@ -100,8 +100,8 @@ def check_weight_average(cfg: Config) -> None:
 
 
 def check_real_prior(cfg: Config) -> None:
-    """The options of the critic's real maps agree: ``loss.real_prior: target`` re-weights maps drawn
-    uniformly; label smoothing needs label maps."""
+    """The options of the critic's maps agree: ``loss.real_prior: target`` re-weights maps drawn
+    uniformly; label smoothing needs label maps; ``loss.critic_window`` is valid and for LMISA's critic."""
     L = cfg.loss
     if L.real_prior == "target" and cfg.uses_critic and not L.real_uniform:
         raise LmisaError("loss.real_prior: target needs loss.real_uniform: true (the real maps it re-weights)")
@@ -118,6 +118,8 @@ def check_real_prior(cfg: Config) -> None:
     if L.critic_real == "predictions" and L.real_label_smoothing > 0 and cfg.uses_critic:
         raise LmisaError("loss.real_label_smoothing smooths label maps: set it to 0 with loss.critic_real: predictions")
     check_critic_window(L.critic_window, cfg.train.dims)
+    if L.critic_window > 0 and cfg.variant in PEER_VARIANTS:
+        raise LmisaError(f"loss.critic_window: the peer variant {cfg.variant} has no LMISA shape critic (set it to 0)")
 
 
 def check_augment(cfg: Config) -> None:
