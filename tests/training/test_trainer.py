@@ -396,6 +396,8 @@ def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domain
     assert bool(torch.isin(drawn, allowed).all())
     state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert torch.equal(state["critic_window"].cpu(), allowed.cpu())
+    lines = [x for x in (run / "train.log").read_text().splitlines() if "critic window:" in x]
+    assert len(lines) == 2 and "new" not in lines[0] and "of them new" in lines[1]  # epochs 3 and 4
     # a resumed run draws from the saved windows
     trainer.target_sampler.restrict_to(None)
     trainer.load(run / "checkpoints" / "latest.pt")

@@ -427,11 +427,13 @@ class Trainer:
         slices = self.target_sampler.slices
         pixels = self.target_organ_pixels().cpu().numpy()  # one sync per placement
         index = window_index(pixels, slices.case_starts.tolist(), slices.case_lengths.tolist(), slice_mm, margin * span)
+        before = self.critic_window_index
+        moved = "" if before is None else f"; {len(set(index.tolist()) - set(before.tolist()))} of them new"
         self.use_critic_window(torch.as_tensor(index, device=self.device))
         if self.is_main:
             self.log.info("critic window: %d of %d target slices (%.0f %%), %.0f mm per scan (%.2f x the source "
-                          "organ region, %.0f mm)", len(index), len(slices), 100 * self.window_share,
-                          margin * span, margin, span)
+                          "organ region, %.0f mm)%s", len(index), len(slices), 100 * self.window_share,
+                          margin * span, margin, span, moved)
 
     def use_critic_window(self, index: torch.Tensor) -> None:
         self.critic_window_index = index
