@@ -104,7 +104,9 @@ class LossConfig:
     # region of the source labels (first to last slice holding any organ), placed at every epoch start where
     # the segmenter's prediction (its weight average) holds the most organ pixels (lmisa.critic_window);
     # 0: from every target slice. Aimed at the slices beyond the source's body coverage, where the critic
-    # adds false positives MR -> CT (docs/RESULTS.md 2j). 0 or >= 1; 2D. An option (RESULTS 2n).
+    # adds false positives MR -> CT (docs/RESULTS.md 2j). 0 or >= 1; 2D. An option: screened MR -> CT at 1.1, its
+    # label-free rule failed (smaller kidneys), though on the test cases, read afterwards, it cut the false
+    # positives by a third and gained 3 points of whole-volume Dice; not adopted (docs/RESULTS.md 2n).
     critic_window: float = 0.0
 
 
