@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lmisa.preprocess import SliceSet
@@ -46,3 +47,14 @@ def test_organ_pixel_quantile() -> None:
     assert organ_pixel_quantile(labels, 0.5, 1) == 5  # median of 2, 4, 6, 8, rounded up
     assert organ_pixel_quantile(labels, 0.5, 3) == 6  # of 4, 6, 8: the map with 2 does not hold an organ
     assert organ_pixel_quantile(torch.zeros(2, 4, 4), 0.5, 3) == 3
+
+
+def test_restrict_to_draws_only_the_given_slices_until_lifted() -> None:
+    sampler = SliceSampler(_slices(torch.zeros(50, 4, 4, dtype=torch.uint8)), 500, torch.Generator().manual_seed(0),
+                           with_labels=False)
+    sampler.restrict_to(torch.tensor([3, 7]))
+    assert set(sampler.draw_indices().tolist()) == {3, 7}
+    sampler.restrict_to(None)
+    assert len(set(sampler.draw_indices().tolist())) > 2
+    with pytest.raises(ValueError, match="at least one slice"):
+        sampler.restrict_to(torch.tensor([], dtype=torch.int64))

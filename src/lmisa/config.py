@@ -101,8 +101,9 @@ class LossConfig:
     critic_organ_quantile: float = 0.0
     # > 0: once the adversarial term starts, the target slices of a batch (judged by the critic and
     # reconstructed) are drawn only from each target scan's window of this many times the longest organ
-    # region of the source labels (first to last slice holding any organ), placed at every epoch start where
-    # the segmenter's prediction (its weight average) holds the most organ pixels (lmisa.critic_window);
+    # region of the source labels (first to last slice holding any organ), placed where the segmenter's
+    # prediction (its weight average) holds the most organ pixels, when the adversarial term starts and every
+    # 4 epochs after (lmisa.critic_window);
     # 0: from every target slice. Aimed at the slices beyond the source's body coverage, where the critic
     # adds false positives MR -> CT (docs/RESULTS.md 2j). 0 or >= 1; 2D. An option: screened MR -> CT at 1.1, its
     # label-free rule failed (smaller kidneys), though on the test cases, read afterwards, it cut the false

@@ -2,9 +2,10 @@
 
 All slices of a domain live in one tensor (float16; a data set of this size is a few hundred MB), so
 a batch is an index draw plus a gather. Source slices are drawn foreground-aware (a fixed share among
-slices that hold a label); target slices uniformly (or among given ones, ``restrict_to``); the critic's real label maps uniformly or with a
-given share of organ-bearing slices (``match_organ_fraction``, ``loss.real_prior``). With
-``context > 0`` each sample carries its neighbouring slices of the same case as extra channels (2.5D).
+slices that hold a label); target slices uniformly (or among given ones, ``restrict_to``); the critic's
+real label maps uniformly or with a given share of organ-bearing slices (``match_organ_fraction``,
+``loss.real_prior``). With ``context > 0`` each sample carries its neighbouring slices of the same case
+as extra channels (2.5D).
 
 In 3D (``patch=(d, h, w)``) a batch is a set of patches: a centre slice is drawn as above (so source
 patches are foreground-aware too), the patch spans ``d`` slices of that case around it (indices
