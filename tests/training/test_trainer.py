@@ -34,6 +34,20 @@ def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
     return src, tgt
 
 
+@pytest.fixture
+def seen(monkeypatch) -> dict[str, Trainer]:
+    """{"trainer": the Trainer of the latest ``train`` call}, kept when its ``fit`` starts."""
+    seen: dict[str, Trainer] = {}
+    original = Trainer.fit
+
+    def keep(self):
+        seen["trainer"] = self
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit", keep)
+    return seen
+
+
 def test_run_folder_has_everything(domains, tmp_path: Path) -> None:
     src, tgt = domains
     run = train(src, tgt, out=tmp_path / "run", overrides=TINY, progress=False)
@@ -294,19 +308,11 @@ def test_critic_organ_size_is_a_quantile_of_the_source_organ_slices(domains, tmp
     assert len(lines) == 2 and f"from {pixels} organ pixels" in lines[1]  # the cut session's line, then the resumed one
 
 
-def test_critic_real_maps_are_drawn_above_the_organ_size(domains, tmp_path: Path, monkeypatch) -> None:
+def test_critic_real_maps_are_drawn_above_the_organ_size(domains, tmp_path: Path, seen) -> None:
     from lmisa.sampling import min_organ_pixels
 
     src, tgt = domains
     cfg = {"data": TINY["data"], "train": {**TINY["train"], "epochs": 1, "steps_per_epoch": 1}}
-    seen: dict[str, Trainer] = {}
-    original = Trainer.fit
-
-    def keep(self):
-        seen["trainer"] = self
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "fit", keep)
     for q in (0.0, 0.5):
         loss = {"critic_maps": "organs", "critic_organ_quantile": q}
         train(src, tgt, out=tmp_path / f"q{q}", overrides={**cfg, "loss": loss}, progress=False)
@@ -371,18 +377,11 @@ def test_label_smoothing_with_predicted_real_maps_is_one_clear_error(domains, tm
               progress=False)
 
 
-def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domains, tmp_path: Path, monkeypatch) -> None:
+def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domains, tmp_path: Path, monkeypatch,
+                                                                         seen) -> None:
     src, tgt = domains
     loss = {"critic_window": 1.0, "adv_warmup": 0.5, "adv_ramp": 0.0}
     cfg = {"data": TINY["data"], "train": {**TINY["train"], "epochs": 4, "steps_per_epoch": 2}, "loss": loss}
-    seen: dict[str, Trainer] = {}
-    original = Trainer.fit
-
-    def keep(self):
-        seen["trainer"] = self
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "fit", keep)
     monkeypatch.setattr(Trainer, "critic_window_every", 1)
     run = train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
     trainer = seen["trainer"]

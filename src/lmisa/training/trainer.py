@@ -100,8 +100,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
         self.real_fraction: float | None = None  # real_prior "target"/"auto" or critic_maps "organs" when applied; saved
-        self.window_share: float | None = None  # loss.critic_window: share of the target slices in the windows
-        self.critic_window_index: torch.Tensor | None = None  # their indices; saved
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
@@ -427,18 +425,20 @@ class Trainer:
         slices = self.target_sampler.slices
         pixels = self.target_organ_pixels().cpu().numpy()  # one sync per placement
         index = window_index(pixels, slices.case_starts.tolist(), slices.case_lengths.tolist(), slice_mm, margin * span)
-        before = self.critic_window_index
+        before = self.target_sampler.allowed
         moved = "" if before is None else f"; {len(set(index.tolist()) - set(before.tolist()))} of them new"
-        self.use_critic_window(torch.as_tensor(index, device=self.device))
+        self.target_sampler.restrict_to(torch.as_tensor(index, device=self.device))
         if self.is_main:
             self.log.info("critic window: %d of %d target slices (%.0f %%), %.0f mm per scan (%.2f x the source "
-                          "organ region, %.0f mm)%s", len(index), len(slices), 100 * self.window_share,
+                          "organ region, %.0f mm)%s", len(index), len(slices), 100 * self.window_share(),
                           margin * span, margin, span, moved)
 
-    def use_critic_window(self, index: torch.Tensor) -> None:
-        self.critic_window_index = index
-        self.target_sampler.restrict_to(index)
-        self.window_share = index.numel() / max(1, len(self.target_sampler.slices))
+    def window_share(self) -> float | None:
+        """Share of the target slices the critic's window lets the batch draw from (None: no window)."""
+        sampler = self.target_sampler
+        if sampler is None or sampler.allowed is None:
+            return None
+        return sampler.allowed.numel() / max(1, len(sampler.slices))
 
     @torch.no_grad()
     def target_organ_pixels(self) -> torch.Tensor:
@@ -531,8 +531,8 @@ class Trainer:
         row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
         row.update({f"loss_{k}": float(v) / max(1, self.epoch_steps) for k, v in self.epoch_sums.items()})
         row.update(val)
-        if self.window_share is not None:
-            row["critic_window_share"] = self.window_share
+        if (share := self.window_share()) is not None:
+            row["critic_window_share"] = share
         row["slices_per_s"] = self.epoch_steps * self.samples_per_step / max(seconds, 1e-9)
         row["wall_s"] = self.wall_before + time.perf_counter() - self.t_start
         row["peak_mem_mb"] = peak_memory_mb(self.device)
@@ -588,8 +588,8 @@ class Trainer:
             state["ema"] = self.ema.state_dict()
         if self.real_fraction is not None:
             state["real_fraction"] = self.real_fraction
-        if self.critic_window_index is not None:
-            state["critic_window"] = self.critic_window_index
+        if self.target_sampler is not None and self.target_sampler.allowed is not None:
+            state["critic_window"] = self.target_sampler.allowed
         if self.critic is not None:
             state.update(
                 critic=self._bare(self.critic).state_dict(),
@@ -622,7 +622,7 @@ class Trainer:
         if saved is not None and self.real_sampler is not None and float(saved) != self.real_fraction:
             self.match_real_prior(float(saved))  # the run goes on with the share it started with
         if state.get("critic_window") is not None and self.target_sampler is not None:
-            self.use_critic_window(state["critic_window"].to(self.device))
+            self.target_sampler.restrict_to(state["critic_window"].to(self.device))
         self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.history = list(state["history"])
