@@ -11,7 +11,7 @@ import torch
 
 import lmisa.extent
 from lmisa.errors import LmisaError
-from lmisa.extent import cap_extent, check_extent_margin, longest_extents_mm, presence_spans_mm
+from lmisa.extent import cap_extent, check_extent_margin, longest_extents_mm, presence_spans_mm, window_width
 from lmisa.preprocess import SliceSet
 
 
@@ -59,6 +59,11 @@ def test_a_cap_below_one_slice_keeps_one_slice() -> None:
     lab[:, 0, 0] = 1
     lab[2, 1, 1] = 1
     assert np.flatnonzero(cap_extent(lab, 5.0, {1: 1.0}).any(axis=(1, 2))).tolist() == [2]
+
+
+def test_window_width_counts_whole_slices_and_at_least_one() -> None:
+    # 263 mm at 2.5 mm: 105 whole slices; an exact multiple is not lost to rounding; never 0
+    assert window_width(263.0, 2.5) == 105 and window_width(0.3 * 10, 0.3) == 10 and window_width(1.0, 5.0) == 1
 
 
 def test_bad_spacing_and_margin_are_refused() -> None:

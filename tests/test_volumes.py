@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from lmisa.cli import app
 from lmisa.errors import LmisaError
-from lmisa.volumes import compare_volumes, label_volumes_ml
+from lmisa.evaluation import EvaluationError
+from lmisa.volumes import compare_volumes, label_volumes_ml, outside_region_share
 
 LABELS = {"background": 0, "liver": 1, "spleen": 2}
 
@@ -51,6 +52,35 @@ def test_ratios_and_score_show_an_erased_organ(folders) -> None:
     assert check.organs["spleen"]["ratio"] == pytest.approx(0.25)
     assert check.score == pytest.approx((math.log(102 / 101) + math.log(4)) / 2)
     assert check.implausible == ["spleen"] and check.n_predictions == check.n_references == 3
+
+
+def _slices_with_organ(path: Path, slices: list[int], z: int, slice_mm: float) -> None:
+    """A label map of ``z`` slices (the last NIfTI axis) ``slice_mm`` apart, 4 organ voxels on each of ``slices``."""
+    a = np.zeros((2, 2, z), dtype=np.uint8)
+    a[:, :, slices] = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(a, np.diag([1.0, 1.0, slice_mm, 1.0])), str(path))
+
+
+def test_outside_region_share_counts_organs_beyond_the_source_region(tmp_path: Path) -> None:
+    # the source's longest organ region: slices 2-4 of 10 mm = 30 mm (another case 20 mm); margin 1.5 -> 45 mm
+    _slices_with_organ(tmp_path / "source/labelsTr/a.nii.gz", [2, 3, 4], 8, 10.0)
+    _slices_with_organ(tmp_path / "source/labelsTr/b.nii.gz", [1, 2], 8, 10.0)
+    # at 5 mm a 45 mm window holds 9 slices: 10..18 (9 slices) stay, the 3 slices far away are outside
+    _slices_with_organ(tmp_path / "pred/p.nii.gz", [0, 1, 2, *range(10, 19)], 30, 5.0)
+    _slices_with_organ(tmp_path / "pred/q.nii.gz", [4, 5], 30, 5.0)  # all inside
+    r = outside_region_share(tmp_path / "pred", tmp_path / "source", 1.5)
+    assert r["region_mm"] == pytest.approx(30.0)
+    assert r["share"] == pytest.approx(3 / 14) and r["per_case"] == {"p": pytest.approx(3 / 12), "q": 0.0}
+
+
+def test_outside_region_share_needs_a_source_organ_and_a_margin(tmp_path: Path) -> None:
+    _slices_with_organ(tmp_path / "source/labelsTr/a.nii.gz", [], 8, 10.0)
+    _slices_with_organ(tmp_path / "pred/p.nii.gz", [1], 8, 10.0)
+    with pytest.raises(EvaluationError, match="no label map holds an organ"):
+        outside_region_share(tmp_path / "pred", tmp_path / "source", 1.1)
+    with pytest.raises(ValueError, match="margin >= 1"):
+        outside_region_share(tmp_path / "pred", tmp_path / "source", 0.5)
 
 
 def test_labels_are_needed_and_a_broken_file_is_named(folders, tmp_path: Path) -> None:

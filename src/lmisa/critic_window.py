@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from lmisa.errors import LmisaError
-from lmisa.extent import heaviest_window
+from lmisa.extent import heaviest_window, window_width
 
 __all__ = ["check_critic_window", "window_index"]
 
@@ -47,7 +47,7 @@ def window_index(
     keep = []
     for start, n, mm in zip(case_starts, case_lengths, slice_mm):
         start, n = int(start), int(n)
-        width = max(1, int(span_mm / float(mm) + 1e-6))
+        width = window_width(span_mm, mm)
         first = heaviest_window(organ_pixels[start : start + n], width)
         keep.append(np.arange(start + first, start + min(n, first + width)))
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)

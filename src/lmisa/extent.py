@@ -28,7 +28,7 @@ import numpy as np
 from lmisa.errors import LmisaError
 from lmisa.preprocess import SliceSet
 
-__all__ = ["cap_extent", "check_extent_margin", "heaviest_window", "longest_extents_mm", "presence_spans_mm"]
+__all__ = ["cap_extent", "check_extent_margin", "heaviest_window", "longest_extents_mm", "presence_spans_mm", "window_width"]
 
 
 def check_extent_margin(margin: float) -> None:
@@ -64,6 +64,11 @@ def longest_extents_mm(slices: SliceSet, slice_mm: Sequence[float], organs: Mapp
     }
 
 
+def window_width(span_mm: float, slice_mm: float) -> int:
+    """How many slices ``slice_mm`` apart a run ``span_mm`` long holds (at least one)."""
+    return max(1, int(span_mm / float(slice_mm) + 1e-6))
+
+
 def heaviest_window(per_slice: np.ndarray, width: int) -> int:
     """First slice of the run of ``width`` consecutive slices whose ``per_slice`` amounts (``(Z,)``) sum
     highest (the first such run on ties; 0 when ``width`` covers them all)."""
@@ -86,7 +91,7 @@ def cap_extent(labels: np.ndarray, slice_mm: float, caps: Mapping[int, float]) -
     for value, cap in caps.items():
         if not cap > 0:
             continue
-        width = max(1, int(cap / slice_mm + 1e-6))
+        width = window_width(cap, slice_mm)
         per_slice = (labels == value).reshape(labels.shape[0], -1).sum(1)
         held = np.flatnonzero(per_slice)
         if held.size == 0 or held[-1] - held[0] + 1 <= width:

@@ -24,7 +24,8 @@ import nibabel as nib
 import numpy as np
 
 from lmisa.evaluation import EvaluationError, _normalise_labels, find_predictions, find_references, load_labels
-from lmisa.io import ImageReadError
+from lmisa.extent import heaviest_window, presence_spans_mm, window_width
+from lmisa.io import ImageReadError, read_label
 
 # a ratio outside this range is flagged: half or double the reference size
 PLAUSIBLE_RATIO = (0.5, 2.0)
@@ -94,4 +95,38 @@ def compare_volumes(
     return check
 
 
-__all__ = ["PLAUSIBLE_RATIO", "VolumeCheck", "compare_volumes", "label_volumes_ml"]
+def _organ_voxels_per_slice(path: Path) -> tuple[np.ndarray, float]:
+    """Foreground voxels on each slice of a label map ``(Z,)``, and its slice spacing (mm)."""
+    lab = read_label(path)
+    return (lab.array > 0).reshape(lab.array.shape[0], -1).sum(1), float(lab.spacing[0])
+
+
+def outside_region_share(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, margin: float) -> dict[str, Any]:
+    """The share of all organ voxels predicted in ``pred_dir`` that lie outside each scan's run of slices
+    ``margin`` times the longest organ region of the labels in ``ref_dir`` (first to last slice holding any
+    organ), placed where the scan's prediction holds the most organ voxels (as ``loss.critic_window`` places
+    its window). It counts the organs drawn on body parts the reference scans never show, which is what a
+    model adapted from abdominal MR to chest-to-pelvis CT gets wrong (docs/RESULTS.md 2n); no target label
+    is read."""
+    if not (math.isfinite(margin) and margin >= 1):
+        raise ValueError(f"outside_region_share needs a margin >= 1, got {margin}")
+    refs, _ = find_references(ref_dir)
+    region_mm = 0.0
+    for path in refs.values():
+        per_slice, mm = _organ_voxels_per_slice(path)
+        region_mm = max(region_mm, presence_spans_mm(per_slice > 0, [0], [len(per_slice)], [mm])[0])
+    if region_mm == 0:
+        raise EvaluationError(f"{ref_dir}: no label map holds an organ to measure the region from")
+    outside = total = 0
+    per_case = {}
+    for case, path in find_predictions(pred_dir).items():
+        per_slice, mm = _organ_voxels_per_slice(path)
+        width = window_width(margin * region_mm, mm)
+        first = heaviest_window(per_slice, width)
+        out = int(per_slice.sum() - per_slice[first : first + width].sum())
+        outside, total = outside + out, total + int(per_slice.sum())
+        per_case[case] = out / per_slice.sum() if per_slice.sum() else 0.0
+    return {"margin": margin, "region_mm": region_mm, "share": outside / total if total else 0.0, "per_case": per_case}
+
+
+__all__ = ["PLAUSIBLE_RATIO", "VolumeCheck", "compare_volumes", "label_volumes_ml", "outside_region_share"]
