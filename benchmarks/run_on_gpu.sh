@@ -12,6 +12,11 @@
 #   MPS=0 turns off the CUDA multi-process service (on by default where it starts; see below and RESULTS.md 2j).
 #   PACK_RUNS=1 also packs the runs' weights (float16) for evaluation elsewhere (compact_data.py
 #   unpack-runs); that adds files, so leave out the pictures then.
+#   CONFIG_B: a second arm, VARIANTS_B (default: VARIANTS) and SEEDS under another config (an option beside the defaults),
+#   trained at the same time as the first (PARALLEL runs each) in ${B}_b on the same data. Its results come
+#   back as results_b.{json,md}, its logs in runs.tgz under b/, and the pictures stay behind (8 files at most).
+#   LABEL_FREE=1: after evaluating, benchmarks/label_free.py measures every finished `lmisa` run of each arm on
+#   the target's training images (no target label) into label_free.json, for a rule written before the runs.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -50,9 +55,14 @@ else
   echo "MPS: off" | tee -a "$LOG"
 fi
 B=/tmp/bench
+ARMS="$B"
+[ -n "${CONFIG_B:-}" ] && ARMS="$B ${B}_b"
+arm_config() { [ "$1" = "$B" ] && echo "${CONFIG:-}" || echo "$CONFIG_B"; }
+arm_variants() { [ "$1" = "$B" ] && echo "${VARIANTS:-}" || echo "${VARIANTS_B:-${VARIANTS:-}}"; }
 pack_logs() {  # every run's small files, one archive (the way back takes files at most 2 folders down)
-  (cd "$B" && find runs -maxdepth 4 \( -name log.csv -o -name train.log -o -name params.json \
-    -o -name hardware.txt -o -name '*.stdout' -o -name config.yaml \) -print0 \
+  [ -d "${B}_b/runs" ] && ln -sfn "${B}_b/runs" "$B/b"
+  (cd "$B" && find -L runs b -maxdepth 4 \( -name log.csv -o -name train.log -o -name params.json \
+    -o -name hardware.txt -o -name '*.stdout' -o -name config.yaml \) -print0 2>/dev/null \
     | tar --null -czf "$OUT/runs.tgz" -T - 2>/dev/null)
 }
 t0=$(date +%s)
@@ -65,20 +75,40 @@ if [ "$(cat "$B/data/.unpacked" 2>/dev/null)" != "$packs" ]; then
   echo "$packs" > "$B/data/.unpacked"
 fi
 echo "unpacked in $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
-t1=$(date +%s)
-python3 benchmarks/abdomen.py --phase train --out "$B" --device "${DEVICE:-cuda}" --time-limit "$TRAIN_SECONDS" \
-  --parallel "${PARALLEL:-15}" ${CONFIG:+--config $CONFIG} ${VARIANTS:+--variants $VARIANTS} ${SEEDS:+--seeds $SEEDS} \
-  2>&1 | grep --line-buffered -v "━" | tee -a "$LOG"
+[ -n "${CONFIG_B:-}" ] && { mkdir -p "${B}_b"; ln -sfn "$B/data" "${B}_b/data"; }
+t1=$(date +%s); trains=""
+for arm in $ARMS; do
+  cfg=$(arm_config "$arm"); vars=$(arm_variants "$arm"); tag=$([ "$arm" = "$B" ] && echo "" || echo "[b] ")
+  python3 benchmarks/abdomen.py --phase train --out "$arm" --device "${DEVICE:-cuda}" --time-limit "$TRAIN_SECONDS" \
+    --parallel "${PARALLEL:-15}" ${cfg:+--config $cfg} ${vars:+--variants $vars} ${SEEDS:+--seeds $SEEDS} \
+    2>&1 | grep --line-buffered -v "━" | sed -u "s/^/$tag/" | tee -a "$LOG" &
+  trains="$trains $!"
+done
+wait $trains  # not a bare wait: nvidia-smi's logger runs until the end
 echo "train phase wall (caches + training): $(( $(date +%s) - t1 )) s" | tee -a "$LOG"
 pack_logs
 if [ -d .devdata/abdomen_test ]; then  # lossless test cases (compact_data.py pack-test): evaluate here
   t2=$(date +%s)
-  python3 benchmarks/abdomen.py --phase evaluate --out "$B" --device "${DEVICE:-cuda}" --parallel "${EVAL_PARALLEL:-8}" \
-    ${CONFIG:+--config $CONFIG} ${VARIANTS:+--variants $VARIANTS} ${SEEDS:+--seeds $SEEDS} \
-    2>&1 | grep --line-buffered -v "━" | tee -a "$LOG"
+  for arm in $ARMS; do
+    cfg=$(arm_config "$arm"); vars=$(arm_variants "$arm")
+    python3 benchmarks/abdomen.py --phase evaluate --out "$arm" --device "${DEVICE:-cuda}" --parallel "${EVAL_PARALLEL:-8}" \
+      ${cfg:+--config $cfg} ${vars:+--variants $vars} ${SEEDS:+--seeds $SEEDS} \
+      2>&1 | grep --line-buffered -v "━" | tee -a "$LOG"
+  done
   echo "evaluate phase wall: $(( $(date +%s) - t2 )) s" | tee -a "$LOG"
-  cp "$B"/results.json "$B"/results.md "$B"/*.png "$OUT"/ 2>/dev/null
+  cp "$B"/results.json "$B"/results.md "$OUT"/ 2>/dev/null
+  if [ -n "${CONFIG_B:-}" ]; then
+    cp "${B}_b/results.json" "$OUT/results_b.json" 2>/dev/null; cp "${B}_b/results.md" "$OUT/results_b.md" 2>/dev/null
+  else
+    cp "$B"/*.png "$OUT"/ 2>/dev/null
+  fi
   pack_logs
+fi
+if [ "${LABEL_FREE:-0}" = 1 ]; then  # label-free measures on the target's training images (docs/prereg/)
+  t3=$(date +%s)
+  python3 benchmarks/label_free.py $ARMS --variants lmisa --out "$OUT/label_free.json" --device "${DEVICE:-cuda}" \
+    --parallel "${EVAL_PARALLEL:-8}" 2>&1 | tee -a "$LOG"
+  echo "label-free phase wall: $(( $(date +%s) - t3 )) s" | tee -a "$LOG"
 fi
 [ "${PACK_RUNS:-0}" = 1 ] && python3 benchmarks/compact_data.py pack-runs "$B/runs" "$OUT" --max-mb 15 | tee -a "$LOG"
 echo "total wall: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"

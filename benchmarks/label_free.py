@@ -1,0 +1,92 @@
+"""The label-free measures of a benchmark's runs, for a rule written before the runs (docs/prereg/).
+
+    python benchmarks/label_free.py BENCH_OUT [BENCH_OUT ...] --variants lmisa --out label_free.json
+
+For every run under ``BENCH_OUT/runs/<direction>/<variant>/seed*`` that finished (``DONE``), it reports the
+best checkpoint's source-validation Dice (``log.csv``, the epoch of the lowest validation loss) and, on the
+target's TRAINING images (``BENCH_OUT/data/<target>_train``; no target label is read):
+- the predicted / source organ volume ratios and their score with the run's own post-processing
+  (``organ_volumes.py``), and without the extent cap;
+- the share of predicted organ voxels (no cap) outside each scan's window of ``--region-margin`` times the
+  source's longest organ region (``lmisa.volumes.outside_region_share``): organs drawn on body parts the
+  source scans never show (docs/RESULTS.md 2o).
+Each run's two predictions run in their own processes, ``--parallel`` at a time (several fit on one GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# run folder name -> (source, target) training data sets under BENCH_OUT/data (benchmarks/abdomen.py)
+DATA = {"MR2CT": ("MR_CHAOS_T2_train", "CT_BTCV_train"), "CT2MR": ("CT_BTCV_train", "MR_CHAOS_T2_train")}
+
+
+def best_validation(run: Path) -> tuple[int, float]:
+    """Epoch and source-val Dice of the lowest validation loss in the run's ``log.csv``."""
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    return int(best["epoch"]), float(best["val_dice"])
+
+
+def organ_volumes(run: Path, source: Path, target: Path, keep: Path, device: str, extra: list[str]) -> dict:
+    """``organ_volumes.py`` on the target's training images, its ``volumes.json``."""
+    cmd = [sys.executable, str(HERE / "organ_volumes.py"), str(run), "--target", str(target), "--source", str(source),
+           "--out", str(keep), "--device", device, *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"error: {run}: organ_volumes.py failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads((keep / "volumes.json").read_text())
+
+
+def measure(bench: Path, run: Path, keep: Path, margin: float, device: str) -> dict:
+    """The label-free row of one finished run."""
+    direction, variant, seed = run.parts[-3], run.parts[-2], int(run.name.removeprefix("seed"))
+    source, target = (bench / "data" / name for name in DATA[direction])
+    epoch, val_dice = best_validation(run)
+    own = organ_volumes(run, source, target, keep / "own", device, [])
+    nocap = organ_volumes(run, source, target, keep / "nocap", device,
+                          ["--extent-margin", "0", "--region-margin", str(margin)])
+    return {
+        "bench": str(bench), "direction": direction, "variant": variant, "seed": seed,
+        "best_epoch": epoch, "val_dice": val_dice,
+        "outside_share": nocap["outside_region"]["share"], "region_mm": nocap["outside_region"]["region_mm"],
+        "ratios": {k: o["ratio"] for k, o in own["organs"].items()}, "volume_score": own["score"],
+        "ratios_nocap": {k: o["ratio"] for k, o in nocap["organs"].items()}, "volume_score_nocap": nocap["score"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("benches", type=Path, nargs="+", help="benchmark output folders (abdomen.py --out)")
+    ap.add_argument("--variants", nargs="+", default=["lmisa"])
+    ap.add_argument("--out", type=Path, required=True, help="the JSON list of rows written here")
+    ap.add_argument("--region-margin", type=float, default=1.1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--keep", type=Path, help="keep the predictions here (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    runs = [(bench, run) for bench in args.benches for direction in DATA for variant in args.variants
+            for run in sorted((bench / "runs" / direction / variant).glob("seed*")) if (run / "DONE").exists()]
+    if not runs:
+        raise SystemExit(f"error: no finished run of {' '.join(args.variants)} under {' '.join(map(str, args.benches))}")
+    keep = args.keep or Path(tempfile.mkdtemp(prefix="label_free_"))
+    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        rows = list(pool.map(lambda br: measure(br[0], br[1], keep / f"{br[0].name}_{'_'.join(br[1].parts[-3:])}",
+                                                args.region_margin, args.device), runs))
+    args.out.write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        print(f"{r['bench']} {r['direction']} {r['variant']} seed {r['seed']}: source val {r['val_dice']:.2f} "
+              f"(epoch {r['best_epoch']}), outside {100 * r['outside_share']:.2f} %, liver {r['ratios'].get('liver', float('nan')):.3f}, "
+              f"volume score {r['volume_score']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
