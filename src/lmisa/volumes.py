@@ -123,9 +123,10 @@ def outside_region_share(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike
         per_slice, mm = _organ_voxels_per_slice(path)
         width = window_width(margin * region_mm, mm)
         first = heaviest_window(per_slice, width)
-        out = int(per_slice.sum() - per_slice[first : first + width].sum())
-        outside, total = outside + out, total + int(per_slice.sum())
-        per_case[case] = out / per_slice.sum() if per_slice.sum() else 0.0
+        held = int(per_slice.sum())
+        out = held - int(per_slice[first : first + width].sum())
+        outside, total = outside + out, total + held
+        per_case[case] = out / held if held else 0.0
     return {"margin": margin, "region_mm": region_mm, "share": outside / total if total else 0.0, "per_case": per_case}
 
 
