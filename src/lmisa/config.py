@@ -106,8 +106,9 @@ class LossConfig:
     # 4 epochs after (lmisa.critic_window);
     # 0: from every target slice. Aimed at the slices beyond the source's body coverage, where the critic
     # adds false positives MR -> CT (docs/RESULTS.md 2j). 0 or >= 1; 2D. An option: screened MR -> CT at 1.1, its
-    # label-free rule failed (smaller kidneys), though on the test cases, read afterwards, it cut the false
-    # positives by a third and gained 3 points of whole-volume Dice; not adopted (docs/RESULTS.md 2n).
+    # first label-free rule failed (smaller kidneys; RESULTS 2n); on a new seed, under a rule on the false
+    # positives it aims at, it became the candidate of the GPU screen that decides the default (RESULTS 2o,
+    # docs/prereg/2026-11-28-gpu-critic-window.md).
     critic_window: float = 0.0
 
 
