@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from lmisa.errors import LmisaError
+from lmisa.nets import segment_logits
 from lmisa.predict import LoadedModel, extent_caps, load_run
 
 __all__ = ["ExportResult", "SegmentationOnly", "describe", "export_run", "TORCHSCRIPT", "ONNX", "DESCRIPTION"]
@@ -63,9 +64,7 @@ class SegmentationOnly(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from lmisa.predict import _segment
-
-        return _segment(self.net, x)
+        return segment_logits(self.net, x)
 
 
 @dataclass

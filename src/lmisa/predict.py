@@ -55,6 +55,7 @@ import torch
 from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
+from lmisa.nets import segment_logits
 from lmisa.preprocess import Plans, SliceSet, prepare_image, restore_probabilities
 from lmisa.training.trainer import resolve_device
 from lmisa.tta import tta_probabilities, views_within
@@ -185,14 +186,6 @@ def class_argmax(probs: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def _segment(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    forward_seg = getattr(net, "forward_seg", None)
-    if forward_seg is not None:
-        return forward_seg(x)
-    out = net(x)
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
 def predict_volume(
     model: LoadedModel,
     image: MedicalImage,
@@ -253,7 +246,7 @@ def predict_volume(
     def segment(x: torch.Tensor) -> torch.Tensor:  # slices as training warped them -> float logits
         x = represent(x)  # outside autocast, as in training
         with amp:
-            return _segment(net, x).float()
+            return segment_logits(net, x).float()
 
     aug = model.config.augment
     views = views_within(aug.rotate_deg, aug.scale, aug.enabled)  # only what the run trained on
@@ -317,7 +310,7 @@ def _predict_patches(
     def window(x: torch.Tensor) -> torch.Tensor:
         x = represent(x)  # outside autocast, as in training
         with amp:
-            return _segment(net, x).float()
+            return segment_logits(net, x).float()
 
     with torch.inference_mode():
         logits = sliding_window_inference(

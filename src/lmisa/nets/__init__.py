@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from lmisa.nets.critic import ShapeCritic
 from lmisa.nets.hybrid import HybridNet
 
 __all__ = ["HybridNet", "ShapeCritic", "build_generator", "build_critic", "count_parameters",
-           "count_inference_parameters"]
+           "count_inference_parameters", "segment_logits"]
 
 
 def build_generator(
@@ -77,3 +78,17 @@ def count_inference_parameters(net: nn.Module) -> int:
         unused = count_parameters(net.recon_head) + count_parameters(net.recon_decoder)
         return count_parameters(net) - unused
     return count_parameters(net)
+
+
+def segment_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Segmentation logits of any segmenter: ``forward_seg`` where the net has one (a HybridNet then skips
+    its training-only reconstruction decoder, about 1/7 of a forward), else the first output of ``net(x)``.
+
+    >>> segment_logits(build_generator(recon_from="bottleneck"), torch.zeros(2, 1, 64, 64)).shape
+    torch.Size([2, 5, 64, 64])
+    """
+    forward_seg = getattr(net, "forward_seg", None)
+    if forward_seg is not None:
+        return forward_seg(x)
+    out = net(x)
+    return out[0] if isinstance(out, (tuple, list)) else out
