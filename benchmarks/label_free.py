@@ -4,7 +4,8 @@
 
 For every run under ``BENCH_OUT/runs/<direction>/<variant>/seed*`` that finished (``DONE``), it reports the
 best checkpoint's source-validation Dice (``log.csv``, the epoch of the lowest validation loss) and, on the
-target's TRAINING images (``BENCH_OUT/data/<target>_train``; no target label is read):
+target's TRAINING images (the data sets the run's ``split.json`` names, or the folders of the same names under
+``BENCH_OUT/data`` for a run copied from another machine; no target label is read):
 - the predicted / source organ volume ratios and their score with the run's own post-processing
   (``organ_volumes.py``), and without the extent cap;
 - the share of predicted organ voxels (no cap) outside each scan's window of ``--region-margin`` times the
@@ -25,8 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# run folder name -> (source, target) training data sets under BENCH_OUT/data (benchmarks/abdomen.py)
-DATA = {"MR2CT": ("MR_CHAOS_T2_train", "CT_BTCV_train"), "CT2MR": ("CT_BTCV_train", "MR_CHAOS_T2_train")}
 
 
 def best_validation(run: Path) -> tuple[int, float]:
@@ -34,6 +33,18 @@ def best_validation(run: Path) -> tuple[int, float]:
     rows = list(csv.DictReader((run / "log.csv").open()))
     best = min(rows, key=lambda r: float(r["val_loss"]))
     return int(best["epoch"]), float(best["val_dice"])
+
+
+def trained_on(bench: Path, run: Path) -> tuple[Path, Path]:
+    """The source and target data sets the run trained on, from its ``split.json``."""
+    split = json.loads((run / "split.json").read_text())
+    if not split.get("source") or not split.get("target"):
+        raise SystemExit(f"error: {run / 'split.json'}: names no source and target data set")
+    found = []
+    for recorded in (Path(split["source"]), Path(split["target"])):
+        moved = bench / "data" / recorded.name
+        found.append(recorded if recorded.is_dir() or not moved.is_dir() else moved)
+    return found[0], found[1]
 
 
 def organ_volumes(run: Path, source: Path, target: Path, keep: Path, device: str, extra: list[str]) -> dict:
@@ -49,7 +60,7 @@ def organ_volumes(run: Path, source: Path, target: Path, keep: Path, device: str
 def measure(bench: Path, run: Path, keep: Path, margin: float, device: str) -> dict:
     """The label-free row of one finished run."""
     direction, variant, seed = run.parts[-3], run.parts[-2], int(run.name.removeprefix("seed"))
-    source, target = (bench / "data" / name for name in DATA[direction])
+    source, target = trained_on(bench, run)
     epoch, val_dice = best_validation(run)
     own = organ_volumes(run, source, target, keep / "own", device, [])
     nocap = organ_volumes(run, source, target, keep / "nocap", device,
@@ -73,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="keep the predictions here (default: a temporary folder)")
     args = ap.parse_args(argv)
-    runs = [(bench, run) for bench in args.benches for direction in DATA for variant in args.variants
-            for run in sorted((bench / "runs" / direction / variant).glob("seed*")) if (run / "DONE").exists()]
+    runs = [(bench, run) for bench in args.benches for variant in args.variants
+            for run in sorted(bench.glob(f"runs/*/{variant}/seed*")) if (run / "DONE").exists()]
     if not runs:
         raise SystemExit(f"error: no finished run of {' '.join(args.variants)} under {' '.join(map(str, args.benches))}")
     keep = args.keep or Path(tempfile.mkdtemp(prefix="label_free_"))

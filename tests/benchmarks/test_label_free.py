@@ -17,9 +17,15 @@ def label_free() -> ModuleType:
     return load_benchmark("label_free")
 
 
-def _run(bench: Path, direction: str, seed: int, losses: list[float], done: bool = True) -> Path:
+DATA = {"MR2CT": ("MR_CHAOS_T2_train", "CT_BTCV_train"), "CT2MR": ("CT_BTCV_train", "MR_CHAOS_T2_train")}
+
+
+def _run(bench: Path, direction: str, seed: int, losses: list[float], done: bool = True, data: Path | None = None) -> Path:
     run = bench / "runs" / direction / "lmisa" / f"seed{seed}"
     run.mkdir(parents=True)
+    data = data or bench / "data"
+    source, target = (data / name for name in DATA[direction])
+    (run / "split.json").write_text(json.dumps({"source_train": [], "source": str(source), "target": str(target)}))
     rows = ["epoch,val_loss,val_dice"] + [f"{e + 1},{loss},{70 + e}" for e, loss in enumerate(losses)]
     (run / "log.csv").write_text("\n".join(rows) + "\n")
     if done:
@@ -29,12 +35,15 @@ def _run(bench: Path, direction: str, seed: int, losses: list[float], done: bool
 
 def test_finished_runs_are_measured_at_their_best_epoch(label_free, monkeypatch, tmp_path: Path) -> None:
     bench = tmp_path / "bench"
-    _run(bench, "MR2CT", 0, [3.0, 1.0, 2.0])
+    for name in ("MR_CHAOS_T2_train", "CT_BTCV_train"):
+        (bench / "data" / name).mkdir(parents=True)
+    _run(bench, "MR2CT", 0, [3.0, 1.0, 2.0], data=tmp_path / "elsewhere")  # trained on another machine's copy
     _run(bench, "CT2MR", 1, [2.0, 1.5])
     _run(bench, "MR2CT", 2, [1.0], done=False)  # still training: left out
     calls = []
 
     def canned(run, source, target, keep, device, extra):
+        assert source.parent == target.parent == bench / "data"  # the recorded folders, or the bench's copies
         calls.append((run.parts[-3], source.name, target.name, extra))
         return {"organs": {"liver": {"ratio": 1.5}}, "score": 0.4,
                 "outside_region": {"share": 0.05, "region_mm": 239.0}}
@@ -43,11 +52,18 @@ def test_finished_runs_are_measured_at_their_best_epoch(label_free, monkeypatch,
     label_free.main([str(bench), "--out", str(tmp_path / "lf.json")])
     rows = json.loads((tmp_path / "lf.json").read_text())
     assert [(r["direction"], r["seed"], r["best_epoch"], r["val_dice"]) for r in rows] == [
-        ("MR2CT", 0, 2, 71.0), ("CT2MR", 1, 2, 71.0)]
-    assert rows[0]["outside_share"] == 0.05 and rows[0]["ratios"] == {"liver": 1.5}
+        ("CT2MR", 1, 2, 71.0), ("MR2CT", 0, 2, 71.0)]
+    assert rows[1]["outside_share"] == 0.05 and rows[1]["ratios"] == {"liver": 1.5}
     # each run: once with its own post-processing, once without the cap and with the region's margin
     assert ("MR2CT", "MR_CHAOS_T2_train", "CT_BTCV_train", []) in calls
     assert ("CT2MR", "CT_BTCV_train", "MR_CHAOS_T2_train", ["--extent-margin", "0", "--region-margin", "1.1"]) in calls
+
+
+def test_a_split_without_its_data_sets_is_a_one_line_error(label_free, tmp_path: Path) -> None:
+    run = _run(tmp_path, "MR2CT", 0, [1.0])
+    (run / "split.json").write_text(json.dumps({"source_train": []}))
+    with pytest.raises(SystemExit, match="split.json: names no source and target"):
+        label_free.main([str(tmp_path), "--out", str(tmp_path / "lf.json")])
 
 
 def test_no_finished_run_is_a_one_line_error(label_free, tmp_path: Path) -> None:
