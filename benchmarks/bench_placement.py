@@ -1,15 +1,16 @@
-"""The critic window's placement (``loss.critic_window``): its cost and what a cheaper one changes.
+"""The critic window's placement (``loss.critic_window``): its cost and what a cheaper one changes
+(docs/RESULTS.md 2p; neither cheaper path was adopted, so both live here).
 
     python benchmarks/bench_placement.py RUN [RUN ...] --stride 2 --out placement.json
 
 For each finished run (its config, split and final weights, ``checkpoints/latest.pt``), on its target's
 training slices as the trainer caches them (no target label is read), side by side in one process:
-- ``before``: the placement's prediction as it was until 2p: the whole network (reconstruction decoder
-  too) on every slice, 4 training batches per forward;
-- ``all``: today's path on every slice (segmentation only, one batch per forward on a CPU): its organ-pixel
-  counts must equal ``before``'s;
-- ``strided``: today's path on every ``--stride``-th slice of each scan, the others holding the count of
-  the one before (``lmisa.critic_window.hold_counts``).
+- ``before``: the trainer's placement (``Trainer.target_organ_pixels``): the whole network (reconstruction
+  decoder too) on every slice, 4 training batches per forward;
+- ``all``: the segmentation path only (``lmisa.nets.segment_logits``), one training batch per forward, on
+  every slice: how many slices' organ-pixel counts differ from ``before``'s;
+- ``strided``: that path on every ``--stride``-th slice of each scan (:func:`placement_slices`), the others
+  holding the count of the one before (:func:`hold_counts`).
 It prints each pass's time and the ratio ``before / strided``, and how many slices of the full window
 (``--margin`` times the source organ region, placed on ``all``'s counts) the strided window does not
 hold, with the largest shift of a scan's window in slices. A run trained without the window is placed
@@ -31,21 +32,51 @@ import numpy as np
 import torch
 
 from lmisa.config import Config
-from lmisa.critic_window import hold_counts, placement_slices, window_index
+from lmisa.critic_window import window_index
+from lmisa.nets import segment_logits
 from lmisa.training.checkpoint import load_checkpoint
 from lmisa.training.data import prepare_training_data
 from lmisa.training.trainer import Trainer
 
 
+def placement_slices(case_starts: list[int], case_lengths: list[int], stride: int) -> np.ndarray:
+    """Indices into a slice stack of every ``stride``-th slice of each case, from its first.
+
+    >>> placement_slices([0, 5], [5, 3], 2).tolist()
+    [0, 2, 4, 5, 7]
+    """
+    if stride < 1:
+        raise ValueError(f"placement_slices needs a stride of at least 1, got {stride}")
+    parts = [np.arange(int(start), int(start) + int(n), stride) for start, n in zip(case_starts, case_lengths)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def hold_counts(sampled: np.ndarray, case_lengths: list[int], stride: int) -> np.ndarray:
+    """Per-slice amounts of the whole stack from those of :func:`placement_slices` (in its order): each
+    slice takes the amount of the last predicted slice of its case at or before it.
+
+    >>> hold_counts(np.array([1, 3, 5, 7, 9]), [5, 3], 2).tolist()
+    [1, 1, 3, 3, 5, 7, 7, 9]
+    """
+    out, at = [], 0
+    for n in case_lengths:
+        m = -(-int(n) // stride)  # slices predicted in this case
+        out.append(np.repeat(sampled[at : at + m], stride)[: int(n)])
+        at += m
+    if at != sampled.shape[0]:
+        raise ValueError(f"hold_counts: {sampled.shape[0]} amounts for {at} predicted slices")
+    return np.concatenate(out) if out else np.zeros(0, dtype=sampled.dtype)
+
+
 @torch.no_grad()
-def counts_before(trainer: Trainer) -> torch.Tensor:
-    """Organ pixels on every target slice as the placement computed them before 2p."""
-    net, sampler = trainer.ema if trainer.ema is not None else trainer.net, trainer.target_sampler
+def counts_segmentation_only(trainer: Trainer, index: torch.Tensor) -> torch.Tensor:
+    """Organ pixels (argmax) on the target slices ``index``: segmentation path only, one batch per forward."""
+    net = trainer.ema if trainer.ema is not None else trainer.net
     net.eval()
-    step, counts = 4 * trainer.cfg.train.batch_size, []
-    for start in range(0, len(sampler.slices), step):
-        x, _ = sampler.gather(torch.arange(start, min(start + step, len(sampler.slices))))
-        counts.append((net(trainer.represent(x))[0].argmax(1) > 0).flatten(1).sum(1))
+    step, counts = trainer.cfg.train.batch_size, []
+    for start in range(0, len(index), step):
+        x, _ = trainer.target_sampler.gather(index[start : start + step])
+        counts.append((segment_logits(net, trainer.represent(x)).argmax(1) > 0).flatten(1).sum(1))
     return torch.cat(counts)
 
 
@@ -76,10 +107,10 @@ def measure(run: Path, stride: int, margin: float) -> dict:
     starts, lengths = slices.case_starts.tolist(), slices.case_lengths.tolist()
     span = cfg.loss.critic_window * data.region_span_mm
 
-    before, t_before = timed(lambda: counts_before(trainer))
-    every, t_all = timed(lambda: trainer.target_organ_pixels(torch.arange(len(slices))))
+    before, t_before = timed(trainer.target_organ_pixels)
+    every, t_all = timed(lambda: counts_segmentation_only(trainer, torch.arange(len(slices))))
     picked = torch.as_tensor(placement_slices(starts, lengths, stride))
-    sparse, t_strided = timed(lambda: trainer.target_organ_pixels(picked))
+    sparse, t_strided = timed(lambda: counts_segmentation_only(trainer, picked))
     full = window_index(every.numpy(), starts, lengths, data.target_slice_mm, span)
     cheap = window_index(hold_counts(sparse.numpy(), lengths, stride), starts, lengths, data.target_slice_mm, span)
     shifts = np.abs(np.subtract(window_starts(full, starts, lengths), window_starts(cheap, starts, lengths)))

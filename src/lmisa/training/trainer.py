@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from lmisa.augment import augment_batch
 from lmisa.config import Config
-from lmisa.critic_window import hold_counts, placement_slices, window_index
+from lmisa.critic_window import window_index
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
 from lmisa.losses import (
@@ -37,7 +37,7 @@ from lmisa.losses import (
     segmentation_loss,
     to_critic_input,
 )
-from lmisa.nets import build_critic, count_parameters, segment_logits
+from lmisa.nets import build_critic, count_parameters
 from lmisa.sampling import SliceSampler, min_organ_pixels, organ_pixel_quantile, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
@@ -403,8 +403,7 @@ class Trainer:
         labels = self.data.plans.labels
         return [k for k, _ in sorted(labels.items(), key=lambda kv: kv[1])]
 
-    critic_window_every = 4  # epochs between placements
-    critic_window_stride = 2  # a placement predicts every second slice of each target scan (docs/RESULTS.md 2p)
+    critic_window_every = 4  # epochs between placements: one costs a prediction of every target slice
 
     def place_critic_window(self) -> None:
         """``loss.critic_window``: from the epoch in which the adversarial term starts, draw the target
@@ -423,11 +422,9 @@ class Trainer:
         if span is None or slice_mm is None:
             raise LmisaError("loss.critic_window needs the source organ region and the target slice spacings "
                              "(lmisa.training.data.prepare_training_data finds them)")
-        slices, stride = self.target_sampler.slices, self.critic_window_stride
-        starts, lengths = slices.case_starts.tolist(), slices.case_lengths.tolist()
-        predicted = torch.as_tensor(placement_slices(starts, lengths, stride), device=self.device)
-        pixels = hold_counts(self.target_organ_pixels(predicted).cpu().numpy(), lengths, stride)  # one sync
-        index = window_index(pixels, starts, lengths, slice_mm, margin * span)
+        slices = self.target_sampler.slices
+        pixels = self.target_organ_pixels().cpu().numpy()  # one sync per placement
+        index = window_index(pixels, slices.case_starts.tolist(), slices.case_lengths.tolist(), slice_mm, margin * span)
         before = self.target_sampler.allowed
         moved = "" if before is None else f"; {len(set(index.tolist()) - set(before.tolist()))} of them new"
         self.target_sampler.restrict_to(torch.as_tensor(index, device=self.device))
@@ -444,18 +441,18 @@ class Trainer:
         return sampler.allowed.numel() / max(1, len(sampler.slices))
 
     @torch.no_grad()
-    def target_organ_pixels(self, index: torch.Tensor) -> torch.Tensor:
-        """Organ pixels (argmax) of the prediction on the target training slices ``index``, by the weights
-        that validate and predict (the average, where there is one)."""
+    def target_organ_pixels(self) -> torch.Tensor:
+        """Organ pixels (argmax) of the prediction on every target training slice, by the weights that
+        validate and predict (the average, where there is one)."""
         net = self.ema if self.ema is not None else self.net
         net.eval()
-        counts = [torch.zeros(0, dtype=torch.long, device=self.device)]
-        # a CPU runs a training batch's worth fastest per slice (2p: 1.4x the rate of 4 batches at once)
-        step = self.cfg.train.batch_size * (1 if self.device.type == "cpu" else 4)
-        for start in range(0, len(index), step):
-            x, _ = self.target_sampler.gather(index[start : start + step])
+        slices, counts = self.target_sampler.slices, []
+        step = 4 * self.cfg.train.batch_size
+        for start in range(0, len(slices), step):
+            idx = torch.arange(start, min(start + step, len(slices)), device=self.device)
+            x, _ = self.target_sampler.gather(idx)
             with self.autocast():
-                seg = segment_logits(net, self.represent(x))
+                seg = net(self.represent(x))[0]
             counts.append((seg.argmax(1) > 0).flatten(1).sum(1))
         net.train()
         return torch.cat(counts)
