@@ -20,7 +20,9 @@ from lmisa.cli import app
 from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, read_dicom_series, read_image, read_label, write_image
-from lmisa.predict import LoadedModel, class_argmax, list_inputs, load_run, predict_path, predict_volume
+from lmisa.predict import (
+    CPU_SLICE_BATCH, LoadedModel, class_argmax, default_batch_size, list_inputs, load_run, predict_path, predict_volume,
+)
 from lmisa.training import train
 from lmisa.preprocess import Plans
 
@@ -487,3 +489,12 @@ def test_cli_predict_extent_margin_needs_recorded_extents(run: Path, tmp_path: P
     both = runner.invoke(app, ["predict", "-m", str(run), "-i", str(img.parent), "-o", str(tmp_path / "c"),
                                "--no-postprocess", "--extent-margin", "1.1"])
     assert both.exit_code != 0 and "leave out --extent-margin" in both.output
+
+
+def test_default_batch_is_small_on_a_cpu_and_large_on_an_accelerator() -> None:
+    model = _fake_model(size=(16, 16))
+    arr = np.random.default_rng(0).random((20, 16, 16)).astype(np.float32)
+    predict_volume(model, MedicalImage(arr, np.diag([1.5, 1.5, 3.0, 1.0])))  # on the CPU: 8 slices per forward
+    assert [len(x) for x in model.net.seen] == [8, 8, 4]
+    assert default_batch_size(torch.device("cpu"), 2) == CPU_SLICE_BATCH
+    assert default_batch_size(torch.device("cuda"), 2) == default_batch_size(torch.device("cpu"), 3) == 32

@@ -36,7 +36,8 @@ def predict(
         None, "--tta/--no-tta",
         help="Average over 5 rotated / zoomed views of each slice (5x slower; default: the run's post.tta).",
     ),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Slices per forward pass."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Slices per forward pass (default: 8 on a CPU, 32 on a GPU)."),
     report: bool = typer.Option(False, "--report", help="Also write a visual report (images and predictions) into OUTPUT/report."),
 ) -> None:
     """Segment volumes with a trained run; exit code 1 if any input failed."""
