@@ -1,0 +1,93 @@
+"""Test-time augmentation (``post.tta``) against none, run by run, for a rule written before it (docs/prereg/).
+
+    python benchmarks/tta_check.py source RUN [RUN ...] --out tta_source.json    # decides: source validation cases
+    python benchmarks/tta_check.py target RUN [RUN ...] --test DATA_SET --out tta_target.json   # read afterwards
+
+``source``: each finished run predicts its own source validation cases (``split.json``: the cases and the
+data set it trained on), with and without TTA, with its own post-processing, and is scored on the source
+labels (organ slices and whole volume). No target image or label is read.
+``target``: the same on the target test set ``--test``; its labels are read, so only after a decision.
+Both print the prediction time of each pass, side by side (the cost of TTA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from lmisa.evaluation import evaluate_folders
+from lmisa.predict import load_run, predict_path
+
+PROTOCOLS = ("organ_slices", "volume")
+
+
+def source_val_set(run: Path, into: Path) -> Path:
+    """A data set of the run's source validation cases (links into the data set it trained on)."""
+    split = json.loads((run / "split.json").read_text())
+    source = Path(split["source"])
+    into.mkdir(parents=True)
+    for sub in ("imagesTr", "labelsTr"):
+        (into / sub).mkdir()
+    for case in split["source_val"]:
+        for sub, name in (("imagesTr", f"{case}_0000.nii.gz"), ("labelsTr", f"{case}.nii.gz")):
+            if not (source / sub / name).exists():
+                raise SystemExit(f"error: {source / sub / name}: source validation case not found")
+            (into / sub / name).symlink_to((source / sub / name).resolve())
+    shutil.copy(source / "dataset.json", into / "dataset.json")
+    return into
+
+
+def passes(run: Path, data: Path, work: Path) -> dict:
+    """Dice of both protocols and prediction seconds, without and with TTA."""
+    model = load_run(run, "best", device="cpu")
+    row: dict = {"run": str(run), "cases": len(list((data / "labelsTr").glob("*.nii.gz")))}
+    for tta in (False, True):
+        key = "tta" if tta else "plain"
+        pred = work / key
+        start = time.perf_counter()
+        predict_path(model, data, pred, device="cpu", progress=False, tta=tta)
+        row[f"s_{key}"] = time.perf_counter() - start
+        for protocol in PROTOCOLS:
+            summary = evaluate_folders(pred, data, out_dir=work / f"eval_{key}_{protocol}", protocol=protocol,
+                                       progress=False).to_dict()
+            row[f"dice_{key}_{protocol}"] = summary["mean_over_structures"]["dice"]["mean"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=("source", "target"))
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--test", type=Path, help="target: the test data set")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.mode == "target" and args.test is None:
+        raise SystemExit("error: target needs --test DATA_SET")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, run in enumerate(args.runs):
+            if not (run / "DONE").exists():
+                raise SystemExit(f"error: {run}: not a finished run (no DONE)")
+            work = Path(tmp) / str(i)
+            data = source_val_set(run, work / "data") if args.mode == "source" else args.test
+            row = passes(run, data, work)
+            rows.append(row)
+            gain = row["dice_tta_organ_slices"] - row["dice_plain_organ_slices"]
+            print(f"{run}: organ slices {row['dice_plain_organ_slices']:.2f} -> {row['dice_tta_organ_slices']:.2f} "
+                  f"({gain:+.2f}), volume {row['dice_plain_volume']:.2f} -> {row['dice_tta_volume']:.2f}; "
+                  f"{row['s_plain']:.1f} s -> {row['s_tta']:.1f} s", flush=True)
+    gains = [r["dice_tta_organ_slices"] - r["dice_plain_organ_slices"] for r in rows]
+    print(f"{len(rows)} runs: organ-slice Dice {statistics.mean(gains):+.3f} on the mean, higher in "
+          f"{sum(g > 0 for g in gains)}; prediction {sum(r['s_tta'] for r in rows):.0f} s with TTA against "
+          f"{sum(r['s_plain'] for r in rows):.0f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

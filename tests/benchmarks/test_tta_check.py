@@ -1,0 +1,50 @@
+"""benchmarks/tta_check.py on a tiny real run: the source validation set it builds and the rows it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import LABELS, load_benchmark, write_nnunet_dataset
+
+TINY = {
+    "data": {"size": [32, 32], "spacing": [1.5, 1.5]},
+    "model": {"widths": [8, 16]},
+    "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 1, "device": "cpu"},
+}
+
+
+@pytest.fixture(scope="module")
+def tta_check() -> ModuleType:
+    return load_benchmark("tta_check")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    from lmisa.training import train
+
+    tmp = tmp_path_factory.mktemp("tta")
+    src = write_nnunet_dataset(tmp / "src", n_cases=5, shape=(5, 24, 24), spacing=(3.0, 1.5, 1.5), labels=LABELS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMISA_CACHE", str(tmp / "cache"))
+        return train(src, None, out=tmp / "run", variant="source_only", overrides=TINY, progress=False)
+
+
+def test_source_mode_scores_the_source_validation_cases_with_and_without_tta(tta_check, run: Path, tmp_path: Path) -> None:
+    val = json.loads((run / "split.json").read_text())["source_val"]
+    tta_check.main(["source", str(run), "--out", str(tmp_path / "tta.json")])
+    (row,) = json.loads((tmp_path / "tta.json").read_text())
+    assert row["cases"] == len(val) >= 1
+    for key in ("plain", "tta"):
+        assert row[f"s_{key}"] > 0
+        assert all(0 <= row[f"dice_{key}_{p}"] <= 100 for p in tta_check.PROTOCOLS)
+
+
+def test_an_unfinished_run_and_a_target_without_test_set_are_refused(tta_check, run: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not a finished run"):
+        tta_check.main(["source", str(tmp_path), "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="needs --test"):
+        tta_check.main(["target", str(run), "--out", str(tmp_path / "x.json")])
