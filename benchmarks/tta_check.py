@@ -7,7 +7,8 @@
 data set it trained on), with and without TTA, with its own post-processing, and is scored on the source
 labels (organ slices and whole volume). No target image or label is read.
 ``target``: the same on the target test set ``--test``; its labels are read, so only after a decision.
-Both print the prediction time of each pass, side by side (the cost of TTA).
+Both print the prediction time of each pass, side by side (the cost of TTA). ``--no-post`` predicts without
+the post-processing (largest component, extent cap): what the views do to the network's own output.
 """
 
 from __future__ import annotations
@@ -42,20 +43,22 @@ def source_val_set(run: Path, into: Path) -> Path:
     return into
 
 
-def passes(run: Path, data: Path, work: Path) -> dict:
-    """Dice of both protocols and prediction seconds, without and with TTA."""
+def passes(run: Path, data: Path, work: Path, post: bool = True) -> dict:
+    """Dice of both protocols (mean and per organ) and prediction seconds, without and with TTA."""
     model = load_run(run, "best", device="cpu")
-    row: dict = {"run": str(run), "cases": len(list((data / "labelsTr").glob("*.nii.gz")))}
+    off = {} if post else {"largest_component": False, "extent_margin": 0.0}
+    row: dict = {"run": str(run), "cases": len(list((data / "labelsTr").glob("*.nii.gz"))), "post": post}
     for tta in (False, True):
         key = "tta" if tta else "plain"
         pred = work / key
         start = time.perf_counter()
-        predict_path(model, data, pred, device="cpu", progress=False, tta=tta)
+        predict_path(model, data, pred, device="cpu", progress=False, tta=tta, **off)
         row[f"s_{key}"] = time.perf_counter() - start
         for protocol in PROTOCOLS:
             summary = evaluate_folders(pred, data, out_dir=work / f"eval_{key}_{protocol}", protocol=protocol,
                                        progress=False).to_dict()
             row[f"dice_{key}_{protocol}"] = summary["mean_over_structures"]["dice"]["mean"]
+            row[f"organs_{key}_{protocol}"] = {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}
     return row
 
 
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--test", type=Path, help="target: the test data set")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--no-post", action="store_true", help="predict without largest component and extent cap")
     args = ap.parse_args(argv)
     if args.mode == "target" and args.test is None:
         raise SystemExit("error: target needs --test DATA_SET")
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"error: {run}: not a finished run (no DONE)")
             work = Path(tmp) / str(i)
             data = source_val_set(run, work / "data") if args.mode == "source" else args.test
-            row = passes(run, data, work)
+            row = passes(run, data, work, post=not args.no_post)
             rows.append(row)
             gain = row["dice_tta_organ_slices"] - row["dice_plain_organ_slices"]
             print(f"{run}: organ slices {row['dice_plain_organ_slices']:.2f} -> {row['dice_tta_organ_slices']:.2f} "

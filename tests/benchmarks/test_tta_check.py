@@ -41,6 +41,9 @@ def test_source_mode_scores_the_source_validation_cases_with_and_without_tta(tta
     for key in ("plain", "tta"):
         assert row[f"s_{key}"] > 0
         assert all(0 <= row[f"dice_{key}_{p}"] <= 100 for p in tta_check.PROTOCOLS)
+        assert set(row[f"organs_{key}_organ_slices"]) <= set(LABELS) - {"background"}
+    tta_check.main(["source", str(run), "--no-post", "--out", str(tmp_path / "raw.json")])
+    assert json.loads((tmp_path / "raw.json").read_text())[0]["post"] is False
 
 
 def test_an_unfinished_run_and_a_target_without_test_set_are_refused(tta_check, run: Path, tmp_path: Path) -> None:
