@@ -1,11 +1,14 @@
-"""lmisa.components: centroids in world mm, source offsets, and the component kept by position."""
+"""benchmarks/component_check.py's choice by position: centroids in world mm, source offsets, the component kept."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lmisa.components import centroid_mm, keep_component_nearest, organ_offsets_mm
+from conftest import load_benchmark
+
+bench = load_benchmark("component_check")
+centroid_mm, keep_component_nearest, organ_offsets_mm = bench.centroid_mm, bench.keep_component_nearest, bench.organ_offsets_mm
 
 
 def test_centroid_follows_the_affine_from_zyx_arrays() -> None:
