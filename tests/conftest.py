@@ -55,6 +55,24 @@ def abdomen() -> Path:
     return abdomen_path()
 
 
+def train_tiny_run(tmp: Path, n_cases: int = 5) -> Path:
+    """A real one-step ``source_only`` run on a tiny synthetic 4-organ data set (its own cache under ``tmp``),
+    for the benchmark scripts that read finished runs."""
+    import pytest
+
+    from lmisa.training import train
+
+    src = write_nnunet_dataset(tmp / "src", n_cases=n_cases, shape=(5, 24, 24), spacing=(3.0, 1.5, 1.5), labels=LABELS)
+    overrides = {
+        "data": {"size": [32, 32], "spacing": [1.5, 1.5]},
+        "model": {"widths": [8, 16]},
+        "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 1, "device": "cpu"},
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMISA_CACHE", str(tmp / "cache"))
+        return train(src, None, out=tmp / "run", variant="source_only", overrides=overrides, progress=False)
+
+
 def write_nnunet_dataset(
     root: Path,
     n_cases: int = 3,

@@ -8,13 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import LABELS, load_benchmark, write_nnunet_dataset
-
-TINY = {
-    "data": {"size": [32, 32], "spacing": [1.5, 1.5]},
-    "model": {"widths": [8, 16]},
-    "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 1, "device": "cpu"},
-}
+from conftest import LABELS, load_benchmark, train_tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +18,7 @@ def tta_check() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    from lmisa.training import train
-
-    tmp = tmp_path_factory.mktemp("tta")
-    src = write_nnunet_dataset(tmp / "src", n_cases=5, shape=(5, 24, 24), spacing=(3.0, 1.5, 1.5), labels=LABELS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LMISA_CACHE", str(tmp / "cache"))
-        return train(src, None, out=tmp / "run", variant="source_only", overrides=TINY, progress=False)
+    return train_tiny_run(tmp_path_factory.mktemp("tta"))
 
 
 def test_source_mode_scores_the_source_validation_cases_with_and_without_tta(tta_check, run: Path, tmp_path: Path) -> None:
