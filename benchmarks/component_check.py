@@ -13,7 +13,7 @@ the package.
 
 Each finished run predicts its source validation cases (its ``split.json``) once without post-processing per
 pass (plain, TTA); both choices are then applied to the same prediction, each followed by the run's own extent
-cap, and scored on the source labels (organ slices and whole volume). The offsets come from the run's source
+cap (``largest`` is the run's own post-processing, ``lmisa.predict``'s), and scored on the source labels (organ slices and whole volume). The offsets come from the run's source
 training labels. No target image or label is read.
 """
 
@@ -30,14 +30,11 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from lmisa.evaluation import evaluate_folders
-from lmisa.extent import cap_extent
 from lmisa.io import read_image, write_image
-from lmisa.postprocess import keep_largest_component
-from lmisa.predict import extent_caps, load_run, predict_volume
+from lmisa.predict import _postprocess, extent_caps, load_run, predict_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tta_check import PROTOCOLS, source_val_set  # noqa: E402
+from tta_check import scores, source_val_set  # noqa: E402
 
 CHOICES = ("largest", "position")
 
@@ -113,19 +110,15 @@ def measure(run: Path, work: Path, min_share: float) -> dict:
         for image_path in sorted((data / "imagesTr").glob("*_0000.nii.gz")):
             image = read_image(image_path)
             raw = predict_volume(model, image, device="cpu", tta=tta, largest_component=False, extent_margin=0.0)
-            kept = {"largest": keep_largest_component(raw, classes=classes),
-                    "position": keep_component_nearest(raw, image.affine, offsets, min_share=min_share)}
+            kept = {"largest": _postprocess(raw, model, image, None, caps),
+                    "position": _postprocess(keep_component_nearest(raw, image.affine, offsets, min_share=min_share),
+                                             model, image, False, caps)}
             for choice, labels in kept.items():
-                if caps:
-                    labels = cap_extent(labels, image.spacing[0], caps)
                 out = work / f"{key}_{choice}" / image_path.name.replace("_0000.nii.gz", ".nii.gz")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 write_image(out, labels.astype(np.uint8), like=image, dtype=np.uint8)
         for choice in CHOICES:
-            for protocol in PROTOCOLS:
-                summary = evaluate_folders(work / f"{key}_{choice}", data, out_dir=work / f"eval_{key}_{choice}_{protocol}",
-                                           protocol=protocol, progress=False).to_dict()
-                row[f"dice_{key}_{choice}_{protocol}"] = summary["mean_over_structures"]["dice"]["mean"]
+            row.update(scores(work / f"{key}_{choice}", data, work, f"{key}_{choice}"))
     return row
 
 

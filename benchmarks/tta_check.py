@@ -54,11 +54,19 @@ def passes(run: Path, data: Path, work: Path, post: bool = True) -> dict:
         start = time.perf_counter()
         predict_path(model, data, pred, device="cpu", progress=False, tta=tta, **off)
         row[f"s_{key}"] = time.perf_counter() - start
-        for protocol in PROTOCOLS:
-            summary = evaluate_folders(pred, data, out_dir=work / f"eval_{key}_{protocol}", protocol=protocol,
-                                       progress=False).to_dict()
-            row[f"dice_{key}_{protocol}"] = summary["mean_over_structures"]["dice"]["mean"]
-            row[f"organs_{key}_{protocol}"] = {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}
+        row.update(scores(pred, data, work, key))
+    return row
+
+
+def scores(pred: Path, data: Path, work: Path, key: str) -> dict:
+    """``dice_<key>_<protocol>`` (mean over organs) and ``organs_<key>_<protocol>`` of the predictions in ``pred``
+    against the labels of ``data``, for both protocols."""
+    row = {}
+    for protocol in PROTOCOLS:
+        summary = evaluate_folders(pred, data, out_dir=work / f"eval_{key}_{protocol}", protocol=protocol,
+                                   progress=False).to_dict()
+        row[f"dice_{key}_{protocol}"] = summary["mean_over_structures"]["dice"]["mean"]
+        row[f"organs_{key}_{protocol}"] = {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}
     return row
 
 
