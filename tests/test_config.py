@@ -13,6 +13,13 @@ def test_shipped_default_yaml_is_the_default() -> None:
     assert Config.load(CONFIGS / "paper.yaml") == apply_variant(Config(), "lmisa_paper")
 
 
+@pytest.mark.parametrize("path", sorted((CONFIGS.parent / "benchmarks" / "configs").glob("*.yaml"))
+                         + sorted((CONFIGS.parent / "docs" / "prereg").glob("*.yaml")), ids=lambda p: p.name)
+def test_benchmark_and_preregistered_configs_load(path: Path) -> None:
+    """A typo in a config a lent GPU will run would cost its device time: every one must load."""
+    assert isinstance(Config.load(path), Config)
+
+
 def test_yaml_roundtrip_and_partial_files(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("train: {epochs: 3}\ndata: {size: [64, 64]}\n")
