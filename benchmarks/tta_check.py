@@ -9,6 +9,9 @@ labels (organ slices and whole volume). No target image or label is read.
 ``target``: the same on the target test set ``--test``; its labels are read, so only after a decision.
 Both print the prediction time of each pass, side by side (the cost of TTA). ``--no-post`` predicts without
 the post-processing (largest component, extent cap): what the views do to the network's own output.
+``--plain-only`` skips the TTA pass: the whole-case source-val Dice that ``label_free.py`` reports (steadier than
+the training log's 32 validation slices: docs/RESULTS.md 2s). ``--source`` names the source data set for a run
+copied from another machine (default: the one its ``split.json`` records).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from lmisa.predict import load_run, predict_path
 PROTOCOLS = ("organ_slices", "volume")
 
 
-def source_val_set(run: Path, into: Path) -> Path:
-    """A data set of the run's source validation cases (links into the data set it trained on)."""
+def source_val_set(run: Path, into: Path, source: Path | None = None) -> Path:
+    """A data set of the run's source validation cases (links into ``source``, by default the data set it
+    trained on)."""
     split = json.loads((run / "split.json").read_text())
-    source = Path(split["source"])
+    source = source or Path(split["source"])
     into.mkdir(parents=True)
     for sub in ("imagesTr", "labelsTr"):
         (into / sub).mkdir()
@@ -43,16 +47,16 @@ def source_val_set(run: Path, into: Path) -> Path:
     return into
 
 
-def passes(run: Path, data: Path, work: Path, post: bool = True) -> dict:
-    """Dice of both protocols (mean and per organ) and prediction seconds, without and with TTA."""
-    model = load_run(run, "best", device="cpu")
+def passes(run: Path, data: Path, work: Path, post: bool = True, with_tta: bool = True, device: str = "cpu") -> dict:
+    """Dice of both protocols (mean and per organ) and prediction seconds, without and (``with_tta``) with TTA."""
+    model = load_run(run, "best", device=device)
     off = {} if post else {"largest_component": False, "extent_margin": 0.0}
     row: dict = {"run": str(run), "cases": len(list((data / "labelsTr").glob("*.nii.gz"))), "post": post}
-    for tta in (False, True):
+    for tta in (False, True) if with_tta else (False,):
         key = "tta" if tta else "plain"
         pred = work / key
         start = time.perf_counter()
-        predict_path(model, data, pred, device="cpu", progress=False, tta=tta, **off)
+        predict_path(model, data, pred, device=device, progress=False, tta=tta, **off)
         row[f"s_{key}"] = time.perf_counter() - start
         row.update(scores(pred, data, work, key))
     return row
@@ -77,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--test", type=Path, help="target: the test data set")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-post", action="store_true", help="predict without largest component and extent cap")
+    ap.add_argument("--plain-only", action="store_true", help="no TTA pass (source val of the plain prediction)")
+    ap.add_argument("--source", type=Path, help="source: the data set holding the validation cases (default: split.json's)")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     if args.mode == "target" and args.test is None:
         raise SystemExit("error: target needs --test DATA_SET")
@@ -86,17 +93,22 @@ def main(argv: list[str] | None = None) -> None:
             if not (run / "DONE").exists():
                 raise SystemExit(f"error: {run}: not a finished run (no DONE)")
             work = Path(tmp) / str(i)
-            data = source_val_set(run, work / "data") if args.mode == "source" else args.test
-            row = passes(run, data, work, post=not args.no_post)
+            data = source_val_set(run, work / "data", args.source) if args.mode == "source" else args.test
+            row = passes(run, data, work, post=not args.no_post, with_tta=not args.plain_only, device=args.device)
             rows.append(row)
+            if args.plain_only:
+                print(f"{run}: organ slices {row['dice_plain_organ_slices']:.2f}, volume {row['dice_plain_volume']:.2f}; "
+                      f"{row['s_plain']:.1f} s", flush=True)
+                continue
             gain = row["dice_tta_organ_slices"] - row["dice_plain_organ_slices"]
             print(f"{run}: organ slices {row['dice_plain_organ_slices']:.2f} -> {row['dice_tta_organ_slices']:.2f} "
                   f"({gain:+.2f}), volume {row['dice_plain_volume']:.2f} -> {row['dice_tta_volume']:.2f}; "
                   f"{row['s_plain']:.1f} s -> {row['s_tta']:.1f} s", flush=True)
-    gains = [r["dice_tta_organ_slices"] - r["dice_plain_organ_slices"] for r in rows]
-    print(f"{len(rows)} runs: organ-slice Dice {statistics.mean(gains):+.3f} on the mean, higher in "
-          f"{sum(g > 0 for g in gains)}; prediction {sum(r['s_tta'] for r in rows):.0f} s with TTA against "
-          f"{sum(r['s_plain'] for r in rows):.0f} s")
+    if not args.plain_only:
+        gains = [r["dice_tta_organ_slices"] - r["dice_plain_organ_slices"] for r in rows]
+        print(f"{len(rows)} runs: organ-slice Dice {statistics.mean(gains):+.3f} on the mean, higher in "
+              f"{sum(g > 0 for g in gains)}; prediction {sum(r['s_tta'] for r in rows):.0f} s with TTA against "
+              f"{sum(r['s_plain'] for r in rows):.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
 

@@ -49,10 +49,11 @@ def test_finished_runs_are_measured_at_their_best_epoch(label_free, monkeypatch,
                 "outside_region": {"share": 0.05, "region_mm": 239.0}}
 
     monkeypatch.setattr(label_free, "organ_volumes", canned)
+    monkeypatch.setattr(label_free, "source_val_cases", lambda run, source, keep, device: 80.0 + int(run.name[-1]))
     label_free.main([str(bench), "--out", str(tmp_path / "lf.json")])
     rows = json.loads((tmp_path / "lf.json").read_text())
-    assert [(r["direction"], r["seed"], r["best_epoch"], r["val_dice"]) for r in rows] == [
-        ("CT2MR", 1, 2, 71.0), ("MR2CT", 0, 2, 71.0)]
+    assert [(r["direction"], r["seed"], r["best_epoch"], r["val_dice"], r["val_dice_cases"]) for r in rows] == [
+        ("CT2MR", 1, 2, 71.0, 81.0), ("MR2CT", 0, 2, 71.0, 80.0)]
     assert rows[1]["outside_share"] == 0.05 and rows[1]["ratios"] == {"liver": 1.5}
     # each run: once with its own post-processing, once without the cap and with the region's margin
     assert ("MR2CT", "MR_CHAOS_T2_train", "CT_BTCV_train", []) in calls

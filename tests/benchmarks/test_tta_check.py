@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +33,17 @@ def test_source_mode_scores_the_source_validation_cases_with_and_without_tta(tta
         assert set(row[f"organs_{key}_organ_slices"]) <= set(LABELS) - {"background"}
     tta_check.main(["source", str(run), "--no-post", "--out", str(tmp_path / "raw.json")])
     assert json.loads((tmp_path / "raw.json").read_text())[0]["post"] is False
+
+
+def test_plain_only_skips_tta_and_reads_the_named_source(tta_check, run: Path, tmp_path: Path) -> None:
+    """What label_free.py reports as whole-case source val; ``--source`` serves a run whose recorded data set moved."""
+    moved = tmp_path / "moved"
+    shutil.copytree(json.loads((run / "split.json").read_text())["source"], moved)
+    tta_check.main(["source", str(run), "--plain-only", "--source", str(moved), "--out", str(tmp_path / "p.json")])
+    (row,) = json.loads((tmp_path / "p.json").read_text())
+    assert 0 <= row["dice_plain_organ_slices"] <= 100 and "dice_tta_organ_slices" not in row
+    with pytest.raises(SystemExit, match="source validation case not found"):
+        tta_check.main(["source", str(run), "--plain-only", "--source", str(tmp_path), "--out", str(tmp_path / "x.json")])
 
 
 def test_an_unfinished_run_and_a_target_without_test_set_are_refused(tta_check, run: Path, tmp_path: Path) -> None:
