@@ -14,7 +14,8 @@ target's TRAINING images (the data sets the run's ``split.json`` names, or the f
 - ``val_dice_cases``: the best checkpoint's organ-slice Dice on the whole source validation cases, with its own
   post-processing (``tta_check.py source --plain-only``). The log's ``val_dice`` scores 32 fixed validation
   slices without post-processing; over the ten 2,400-step MR -> CT runs of RESULTS 2s its sd was 4.0 against 1.0.
-Each run's two predictions run in their own processes, ``--parallel`` at a time (several fit on one GPU).
+Each run's three predictions (two of the target's training images, one of the source-val cases) run in their own
+processes, ``--parallel`` runs at a time (several fit on one GPU).
 """
 
 from __future__ import annotations
