@@ -138,6 +138,9 @@ class TrainConfig:
     steps_per_epoch: int = 100
     lr: float = 2e-3  # chosen on source validation Dice (docs/RESULTS.md 1b); the paper's is PAPER_LR
     critic_lr: float = 2e-3
+    # step: x lr_decay every lr_decay_every epochs (the paper's); poly: x (1 - epoch / epochs) ** 0.9 at each
+    # epoch, to near zero at the end (nnU-Net's), for both the segmenter and the critic
+    lr_schedule: Literal["step", "poly"] = "step"
     lr_decay: float = 0.8
     lr_decay_every: int = 10  # epochs
     # > 0: validate, select and predict with an exponential moving average of the segmenter's weights.

@@ -43,6 +43,7 @@ from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.data import TrainingData, check_real_prior, check_weight_average, network_input
 from lmisa.training.plot import plot_progress
+from lmisa.training.schedule import lr_scheduler
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
@@ -159,13 +160,11 @@ class Trainer:
     def build_optimisers(self) -> None:
         t = self.cfg.train
         self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=t.lr_decay_every, gamma=t.lr_decay)
+        self.sched = lr_scheduler(self.opt, t)
         self.opt_critic = self.sched_critic = None
         if self.critic is not None:
             self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=t.critic_lr)
-            self.sched_critic = torch.optim.lr_scheduler.StepLR(
-                self.opt_critic, step_size=t.lr_decay_every, gamma=t.lr_decay
-            )
+            self.sched_critic = lr_scheduler(self.opt_critic, t)
 
     def build_samplers(self) -> None:
         t, d = self.cfg.train, self.cfg.data
