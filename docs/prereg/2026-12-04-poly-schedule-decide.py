@@ -3,6 +3,10 @@
     python benchmarks/label_free.py bench_out/poly/base bench_out/poly/poly --variants source_only \
         --out bench_out/poly/label_free.json --parallel 2
     python docs/prereg/2026-12-04-poly-schedule-decide.py bench_out/poly/label_free.json
+    # stage 2 (lmisa, MR -> CT):
+    python benchmarks/label_free.py bench_out/poly/base bench_out/poly/poly --variants lmisa \
+        --out bench_out/poly/label_free_lmisa.json --parallel 2
+    python docs/prereg/2026-12-04-poly-schedule-decide.py bench_out/poly/label_free_lmisa.json --lmisa
 """
 
 import json
@@ -10,12 +14,28 @@ import math
 import sys
 
 rows = json.load(open(sys.argv[1]))
+STAGE2 = "--lmisa" in sys.argv[2:]
 
 
 def row(bench: str, direction: str) -> dict:
     (found,) = [r for r in rows if r["bench"].rstrip("/").endswith(bench) and r["direction"] == direction
-                and r["variant"] == "source_only" and r["seed"] == 0]
+                and r["variant"] == ("lmisa" if STAGE2 else "source_only") and r["seed"] == 0]
     return found
+
+
+if STAGE2:
+    base, poly = row("poly/base", "MR2CT"), row("poly/poly", "MR2CT")
+    print(f"MR2CT lmisa: source val, whole cases {base['val_dice_cases']:.2f} -> {poly['val_dice_cases']:.2f} "
+          f"(32 slices {base['val_dice']:.2f} -> {poly['val_dice']:.2f}, epoch {base['best_epoch']} / {poly['best_epoch']}); "
+          f"outside {100 * base['outside_share']:.2f} -> {100 * poly['outside_share']:.2f} %; liver "
+          f"{base['ratios']['liver']:.3f} -> {poly['ratios']['liver']:.3f}")
+    a = poly["val_dice_cases"] >= base["val_dice_cases"]
+    b = (100 * poly["outside_share"] <= 100 * base["outside_share"] + 0.5
+         and abs(math.log(poly["ratios"]["liver"])) <= abs(math.log(base["ratios"]["liver"])) + 0.05)
+    print(f"(a) whole-case source val at least the base's: {a}")
+    print(f"(b) outside share and liver: {b}")
+    print(f"poly learning-rate decay, lmisa MR -> CT: {'still a candidate' if a and b else 'not a candidate'}")
+    sys.exit()
 
 
 pairs = {d: (row("poly/base", d), row("poly/poly", d)) for d in ("MR2CT", "CT2MR")}
