@@ -43,6 +43,16 @@ def test_label_round_trip_through_the_frame(dims: int) -> None:
     assert (back == label.array).mean() > 0.97
 
 
+def test_2d_plans_resample_through_plane_only_with_spacing_z() -> None:
+    image, label = _blob_volume((6, 30, 36), (4.0, 1.2, 1.5))
+    kept = Plans(spacing=(1.0, 1.0), size=(40, 40), labels=LABELS)
+    finer = Plans(spacing=(1.0, 1.0), size=(40, 40), labels=LABELS, spacing_z=2.0)
+    assert prepare_image(image, kept).input.shape[0] == 6 and prepare_label(label, kept).shape[0] == 6
+    assert prepare_image(image, finer).input.shape[0] == 12 and prepare_label(label, finer).shape[0] == 12
+    assert kept.cache_key() != finer.cache_key()
+    assert Plans(spacing=(1.0, 1.0), size=(40, 40), labels={"background": 0}).cache_key() == kept.cache_key()
+
+
 def test_a_single_slice_under_3d_plans_keeps_image_and_label_aligned() -> None:
     image, label = _blob_volume((1, 30, 36), (3.0, 1.2, 1.5))
     image2d = MedicalImage(image.array[0], image.affine)

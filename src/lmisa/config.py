@@ -37,7 +37,9 @@ class DataConfig:
     input: Literal["mlngm", "raw"] = "mlngm"  # raw = z-scored intensities (the no_mlngm ablation)
     mlngm_levels: int = 4
     context_slices: int = 0  # 2.5D: neighbouring slices on each side, as extra input channels
-    spacing_z: float | None = None  # 3D only: through-plane spacing; None: the source's median
+    # through-plane spacing (mm). 3D: None = the source's median. 2D: None = each scan keeps its own slices; a
+    # value resamples every scan through-plane to it, so that 2.5D neighbours lie one distance apart in both domains
+    spacing_z: float | None = None
     patch: tuple[int, int, int] = (16, 128, 128)  # 3D only: (D, H, W) training patch
     val_fraction: float = 0.2  # held-out part of the SOURCE cases, for model selection
     foreground_fraction: float = 0.67  # share of source slices drawn among slices with a label

@@ -120,6 +120,8 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
             "context_slices": c,
             "channels": channels,
             "inplane_spacing_mm": list(plans.spacing),
+            # null: the scan's own slices; a value: the volume is resampled through-plane to it first (linear)
+            "slice_spacing_mm": plans.spacing_z,
             "size": [h, w],
             "size_multiple": multiple,
             "representation": representation,

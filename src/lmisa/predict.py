@@ -5,7 +5,8 @@ and rebuilds the network from the configuration stored in the checkpoint (throug
 ``lmisa.training.variants.build_inference_net``, so a peer method's own segmenter loads too). ``predict_volume`` runs
 one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used:
 
-1. :func:`lmisa.preprocess.prepare_image` (in-plane resampling to the run's spacing, MLNGM or
+1. :func:`lmisa.preprocess.prepare_image` (in-plane resampling to the run's spacing, through-plane too
+   where the run sets ``data.spacing_z``, MLNGM or
    normalised intensities, centre crop/pad to the run's size), stored as float16 as the training
    cache stores it; a run that computed MLNGM online in training (``augment.before_mlngm``, the default)
    gets normalised intensities here and MLNGM in step 3, on the frame, as in training;
@@ -16,7 +17,7 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
 4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast on CUDA, as training),
    optionally averaged over a few in-plane views (:mod:`lmisa.tta`, the run's ``post.tta``);
 5. softmax, :func:`lmisa.preprocess.restore_probabilities` back onto the image's own grid (outside
-   the network's frame is background), argmax;
+   the network's frame is background; resampled slices go back through-plane first), argmax;
 6. optionally :func:`lmisa.postprocess.keep_largest_component` per organ (default: the run's
    ``post.largest_component``), then optionally :func:`lmisa.extent.cap_extent`: each organ at most
    ``post.extent_margin`` times its longest extent in the source's training labels (the run's plans).
@@ -56,7 +57,7 @@ from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.nets import segment_logits
-from lmisa.preprocess import Plans, SliceSet, prepare_image, restore_probabilities
+from lmisa.preprocess import Plans, SliceSet, prepare_image, resample_volume, restore_probabilities
 from lmisa.training.trainer import resolve_device
 from lmisa.tta import tta_probabilities, views_within
 
@@ -263,15 +264,26 @@ def predict_volume(
 
     aug = model.config.augment
     views = views_within(aug.rotate_deg, aug.scale, aug.enabled)  # only what the run trained on
-    labels = torch.empty((z, *out_yx), dtype=torch.uint8, device=device)
+    z_out = prepared.original_shape[0]
+
+    def probabilities(idx: torch.Tensor) -> torch.Tensor:  # (C, B, H, W) in the frame
+        x, _ = gather_slices(slices, idx, offsets, with_labels=False)
+        return (tta_probabilities(segment, x, views) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)
+
+    def restore(probs: torch.Tensor) -> torch.Tensor:  # these B slices only: in-plane back to the image's grid
+        return class_argmax(restore_probabilities(probs, replace(prepared, original_shape=(probs.shape[1], *out_yx))))
+
+    labels = torch.empty((z_out, *out_yx), dtype=torch.uint8, device=device)
+    batches = [torch.arange(s, min(z, s + batch_size), device=device) for s in range(0, z, batch_size)]
     with torch.inference_mode():
-        for start in range(0, z, batch_size):
-            idx = torch.arange(start, min(z, start + batch_size), device=device)
-            x, _ = gather_slices(slices, idx, offsets, with_labels=False)
-            probs = (tta_probabilities(segment, x, views) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)  # (C, B, H, W)
-            # these B slices only: in-plane back to the image's grid (slices are never resampled in 2D)
-            part = replace(prepared, original_shape=(len(idx), *out_yx))
-            labels[start : start + len(idx)] = class_argmax(restore_probabilities(probs, part))
+        if z_out == z:  # the scan's own slices (no data.spacing_z): each batch straight back
+            for idx in batches:
+                labels[int(idx[0]) : int(idx[-1]) + 1] = restore(probabilities(idx))
+        else:  # resampled through-plane (data.spacing_z): the frame's probabilities back to the scan's slices first
+            frame = torch.cat([probabilities(idx) for idx in batches], dim=1)
+            frame = resample_volume(frame, (z_out, *frame.shape[-2:]), "linear")
+            for start in range(0, z_out, batch_size):
+                labels[start : start + batch_size] = restore(frame[:, start : start + batch_size])
     return _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, caps)
 
 

@@ -1,7 +1,8 @@
 """From a volume on disk to network input and back: in-plane resampling, crop/pad, MLNGM, cache.
 
 Both domains are resampled in-plane to one spacing and cropped/padded to one size, so organs have
-the same physical size in both. Through-plane spacing is kept (the 2D path works slice by slice).
+the same physical size in both. Through-plane spacing is kept in 2D unless ``spacing_z`` is set (then 2.5D
+neighbours lie one distance apart in every scan); 3D resamples it always.
 The same functions serve training (through the cache) and prediction (on the user's files), so a
 model always sees inputs prepared exactly as in training.
 
@@ -42,8 +43,8 @@ class Plans:
     spacing: tuple[float, float]  # in-plane (sy, sx) mm
     size: tuple[int, int]  # (H, W)
     input: str = "mlngm"  # "mlngm" | "raw"
-    dims: int = 2  # 2: slices (through-plane spacing kept); 3: volumes resampled to spacing_z too
-    spacing_z: float | None = None
+    dims: int = 2  # 2: slices; 3: volumes (resampled to spacing_z too)
+    spacing_z: float | None = None  # through-plane mm; None (2D only): each scan keeps its own slices
     mlngm_levels: int = 4
     context_slices: int = 0
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
@@ -68,6 +69,8 @@ class Plans:
         }
         if self.dims == 3:  # 2D keys unchanged, so existing 2D caches stay valid
             keyed.update(dims=3, spacing_z=round(float(self.spacing_z or 0), 4))
+        elif self.spacing_z:
+            keyed.update(spacing_z=round(float(self.spacing_z), 4))
         return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
     def to_json(self) -> str:
@@ -82,9 +85,9 @@ class Plans:
         return cls(**data)
 
     def target_shape(self, shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
-        """Grid size after resampling a ``(Z, Y, X)`` volume of ``spacing`` (z kept in 2D)."""
+        """Grid size after resampling a ``(Z, Y, X)`` volume of ``spacing`` (z kept without ``spacing_z``)."""
         inplane = resampled_size(shape[-2:], spacing[-2:], self.spacing)
-        if self.dims == 3 and self.spacing_z:
+        if self.spacing_z:
             return (resampled_size(shape[:1], spacing[:1], (self.spacing_z,))[0], *inplane)
         return (int(shape[0]), *inplane)
 
@@ -105,7 +108,7 @@ class PreparedVolume:
     input: np.ndarray
     box: CropBox
     original_shape: tuple[int, int, int]
-    resampled_depth: int | None = None  # 3D: slices after through-plane resampling
+    resampled_depth: int | None = None  # slices after through-plane resampling (as original without spacing_z)
 
 
 def median_inplane_spacing(image_paths: Iterable[Path]) -> tuple[float, float]:

@@ -126,6 +126,13 @@ def test_organ_share_comes_from_source_organ_spans_and_target_scan_lengths(tmp_p
     data3 = prepare_training_data(cfg3, src, tgt, progress=False)
     share3, tgt3 = data3.organ_share, data3.target_train.case_lengths.tolist()
     assert share3.span_mm % 4.0 == 0 and share3.target == pytest.approx(expected_organ_fraction(share3.span_mm, tgt3, [4.0] * 2))
+    # 2D with data.spacing_z: the slices are resampled to it as in 3D, and it measures them
+    cfg2 = Config.from_dict({"data": dict(DATA, spacing_z=4.0), "loss": {"real_prior": "target"}})
+    data2 = prepare_training_data(cfg2, src, tgt, progress=False)
+    assert data2.plans.dims == 2 and data2.plans.spacing_z == 4.0
+    assert data2.target_train.case_lengths.tolist() == [round(5 * 8.0 / 4.0), round(3 * 2.0 / 4.0)]
+    assert data2.organ_share.target == pytest.approx(
+        expected_organ_fraction(data2.organ_share.span_mm, data2.target_train.case_lengths.tolist(), [4.0] * 2))
 
 
 def test_no_organ_span_is_an_error_for_target_and_a_warning_for_auto(domains, tmp_path: Path, caplog) -> None:

@@ -42,6 +42,8 @@ def resolve_config(
         cfg.train.device = device
     if cfg.train.dims not in (2, 3):
         raise LmisaError(f"--dims {cfg.train.dims}: choose 2 (slices) or 3 (patches)")
+    if cfg.data.spacing_z is not None and not cfg.data.spacing_z > 0:
+        raise LmisaError(f"data.spacing_z {cfg.data.spacing_z}: a through-plane spacing in mm must be > 0 (or null)")
     if cfg.train.dims == 3:
         cfg.data.context_slices = 0  # 3D patches carry their own context
         depth = 2 ** (len(cfg.model.widths) - 1)

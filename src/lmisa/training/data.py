@@ -57,9 +57,9 @@ def make_plans(cfg: Config, source: Domain) -> Plans:
     """Resolve the data settings: the in-plane spacing defaults to the source's median."""
     images = [c.image for c in source.cases("train")]
     spacing = cfg.data.spacing or median_inplane_spacing(images)
-    spacing_z = None
-    if cfg.train.dims == 3:
-        spacing_z = cfg.data.spacing_z or median_slice_spacing(images)
+    spacing_z = cfg.data.spacing_z
+    if cfg.train.dims == 3 and not spacing_z:
+        spacing_z = median_slice_spacing(images)
     return Plans(
         spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
         size=tuple(cfg.data.size),  # type: ignore[arg-type]
@@ -131,9 +131,9 @@ def check_augment(cfg: Config) -> None:
 
 
 def case_slice_mm(plans: Plans, domain: Domain, names: list[str]) -> list[float]:
-    """Slice spacing (mm) of the cases ``names`` as cached: the headers' in 2D (slices are kept),
-    ``spacing_z`` in 3D (volumes are resampled to it)."""
-    if plans.dims == 3 and plans.spacing_z:
+    """Slice spacing (mm) of the cases ``names`` as cached: ``spacing_z`` where the volumes are resampled
+    to it (3D, or 2D with ``data.spacing_z``), the headers' otherwise (2D keeps the slices)."""
+    if plans.spacing_z:
         return [float(plans.spacing_z)] * len(names)
     images = {c.name: c.image for c in domain.cases("train")}
     return [slice_spacing_mm(images[n]) for n in names]
