@@ -63,14 +63,19 @@ def passes(run: Path, data: Path, work: Path, post: bool = True, with_tta: bool 
 
 
 def scores(pred: Path, data: Path, work: Path, key: str) -> dict:
-    """``dice_<key>_<protocol>`` (mean over organs) and ``organs_<key>_<protocol>`` of the predictions in ``pred``
-    against the labels of ``data``, for both protocols."""
+    """``dice_<key>_<protocol>`` (mean over organs), ``organs_<key>_<protocol>`` and ``cases_<key>_<protocol>``
+    (each case's mean over organs) of the predictions in ``pred`` against the labels of ``data``, both protocols."""
     row = {}
     for protocol in PROTOCOLS:
-        summary = evaluate_folders(pred, data, out_dir=work / f"eval_{key}_{protocol}", protocol=protocol,
-                                   progress=False).to_dict()
+        result = evaluate_folders(pred, data, out_dir=work / f"eval_{key}_{protocol}", protocol=protocol, progress=False)
+        summary = result.to_dict()
         row[f"dice_{key}_{protocol}"] = summary["mean_over_structures"]["dice"]["mean"]
         row[f"organs_{key}_{protocol}"] = {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}
+        per_case: dict[str, list[float]] = {}
+        for r in result.rows:
+            if r["dice"] is not None:
+                per_case.setdefault(r["case"], []).append(float(r["dice"]))
+        row[f"cases_{key}_{protocol}"] = {c: statistics.mean(d) for c, d in sorted(per_case.items())}
     return row
 
 

@@ -42,6 +42,8 @@ def test_plain_only_skips_tta_and_reads_the_named_source(tta_check, run: Path, t
     tta_check.main(["source", str(run), "--plain-only", "--source", str(moved), "--out", str(tmp_path / "p.json")])
     (row,) = json.loads((tmp_path / "p.json").read_text())
     assert 0 <= row["dice_plain_organ_slices"] <= 100 and "dice_tta_organ_slices" not in row
+    cases = row["cases_plain_organ_slices"]
+    assert len(cases) == row["cases"] and all(0 <= d <= 100 for d in cases.values())
     with pytest.raises(SystemExit, match="source validation case not found"):
         tta_check.main(["source", str(run), "--plain-only", "--source", str(tmp_path), "--out", str(tmp_path / "x.json")])
 
