@@ -413,3 +413,17 @@ def test_critic_window_is_checked(domains, tmp_path: Path, value, dims, variant,
     with pytest.raises(LmisaError, match=message):
         train(src, tgt, out=tmp_path / "run", progress=False, variant=variant,
               overrides={"data": data, "train": {**TINY["train"], "dims": dims}, "loss": {"critic_window": value}})
+
+
+POLY = {**TINY, "train": dict(TINY["train"], steps_per_epoch=2, lr_schedule="poly")}
+
+
+def test_poly_run_logs_its_rates_saves_its_schedule_and_resumes_on_it(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    straight = train(src, tgt, out=tmp_path / "straight", overrides=POLY, progress=False)
+    rates = [float(r["lr"]) for r in csv.DictReader((straight / "log.csv").open())]
+    assert rates == pytest.approx([2e-3 * (1 - e / 3) ** 0.9 for e in range(3)], rel=1e-5)  # log.csv rounds
+    assert Config.load(straight / "config.yaml").train.lr_schedule == "poly"
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=POLY)
+    resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    assert [float(r["lr"]) for r in csv.DictReader((resumed / "log.csv").open())] == rates  # the schedule resumed
