@@ -94,3 +94,12 @@ def test_a_saved_run_keeps_what_it_trained_with() -> None:
     new = {"augment": {"before_mlngm": True}, "train": {"ema_decay": 0.99}, "post": {"extent_margin": 1.1}}
     cfg = Config.from_dict(new, saved_run=True)
     assert cfg.augment.before_mlngm is True and cfg.train.ema_decay == 0.99 and cfg.post.extent_margin == 1.1
+
+
+@pytest.mark.parametrize("value", [0.0, -2.5])
+def test_a_through_plane_spacing_must_be_positive(value: float) -> None:
+    from lmisa.training import resolve_config
+
+    with pytest.raises(LmisaError, match=r"data.spacing_z .*must be > 0"):
+        resolve_config(overrides={"data": {"spacing_z": value}})
+    assert resolve_config(overrides={"data": {"spacing_z": 5.0}}).data.spacing_z == 5.0
