@@ -266,7 +266,8 @@ def predict_volume(
     views = views_within(aug.rotate_deg, aug.scale, aug.enabled)  # only what the run trained on
     z_out = prepared.original_shape[0]
 
-    def probabilities(idx: torch.Tensor) -> torch.Tensor:  # (C, B, H, W) in the frame
+    def probabilities(start: int) -> torch.Tensor:  # (C, B, H, W) in the frame, slices start .. start + B
+        idx = torch.arange(start, min(z, start + batch_size), device=device)
         x, _ = gather_slices(slices, idx, offsets, with_labels=False)
         return (tta_probabilities(segment, x, views) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)
 
@@ -274,13 +275,12 @@ def predict_volume(
         return class_argmax(restore_probabilities(probs, replace(prepared, original_shape=(probs.shape[1], *out_yx))))
 
     labels = torch.empty((z_out, *out_yx), dtype=torch.uint8, device=device)
-    batches = [torch.arange(s, min(z, s + batch_size), device=device) for s in range(0, z, batch_size)]
     with torch.inference_mode():
         if z_out == z:  # the scan's own slices (no data.spacing_z): each batch straight back
-            for idx in batches:
-                labels[int(idx[0]) : int(idx[-1]) + 1] = restore(probabilities(idx))
+            for start in range(0, z, batch_size):
+                labels[start : start + batch_size] = restore(probabilities(start))
         else:  # resampled through-plane (data.spacing_z): the frame's probabilities back to the scan's slices first
-            frame = torch.cat([probabilities(idx) for idx in batches], dim=1)
+            frame = torch.cat([probabilities(start) for start in range(0, z, batch_size)], dim=1)
             frame = resample_volume(frame, (z_out, *frame.shape[-2:]), "linear")
             for start in range(0, z_out, batch_size):
                 labels[start : start + batch_size] = restore(frame[:, start : start + batch_size])
