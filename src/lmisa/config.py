@@ -45,6 +45,10 @@ class DataConfig:
     foreground_fraction: float = 0.67  # share of source slices drawn among slices with a label
     clip_percentiles: tuple[float, float] = (0.5, 99.5)  # raw intensities are clipped before scaling
     cache_dir: str | None = None  # None: $LMISA_CACHE or ~/.cache/lmisa
+    # Self-training: a folder of label maps ``<case><ending>``, one per target training case, made by a trained
+    # model (``lmisa predict`` on the target data set); they train the segmenter on the target batch with
+    # weight ``loss.w_pseudo``. Never the target's own labels (refused). Relative paths: from the working folder.
+    pseudo_labels: str | None = None
 
 
 @dataclass
@@ -68,6 +72,7 @@ class LossConfig:
     # segmentation term and the model collapses to background (seen on the abdominal data; see
     # docs/RESULTS.md). The default is small and switched on after a warm-up.
     w_adv: float = 0.05
+    w_pseudo: float = 40.0  # the segmentation term on pseudo-labelled target slices (data.pseudo_labels)
     gp_weight: float = 10.0
     adv_warmup: float = 0.2  # share of all steps before the adversarial term starts (critic trains)
     adv_ramp: float = 0.2  # share of all steps over which its weight then rises linearly to w_adv
@@ -190,7 +195,11 @@ class Config:
     # --- adaptation switches derived from the variant (read-only views) ---
     @property
     def uses_target_images(self) -> bool:
-        return self.variant not in ("source_only", "supervised")
+        return self.variant not in ("source_only", "supervised") or self.uses_pseudo_labels
+
+    @property
+    def uses_pseudo_labels(self) -> bool:
+        return self.data.pseudo_labels is not None and self.loss.w_pseudo > 0
 
     @property
     def is_peer(self) -> bool:

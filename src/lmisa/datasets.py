@@ -42,6 +42,7 @@ __all__ = [
     "Case",
     "Domain",
     "Problem",
+    "check_case_files",
     "check_domain",
     "split_cases",
     "save_split",
@@ -378,6 +379,12 @@ def _check_case(image: Path, label: Path | None, declared: tuple[int, ...] | Non
         if diffs:
             problems.append(Problem(label, f"geometry differs from image {image.name}: " + "; ".join(diffs)))
     return problems
+
+
+def check_case_files(image: Path, label: Path | None, declared: tuple[int, ...] | None) -> list[Problem]:
+    """Every per-file check of one image (and label map) outside a data set, e.g. a pseudo-label folder's:
+    readable, finite, integer labels among ``declared`` (None: unchecked), same shape and geometry."""
+    return _check_case_safe((image, label, declared))
 
 
 def _check_case_safe(args: tuple[Path, Path | None, tuple[int, ...] | None]) -> list[Problem]:

@@ -185,6 +185,7 @@ def prepare_training_data(
         unlabelled = Domain.open(target_path)
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
+    check_pseudo_labels(cfg, target_path)
     check_augment(cfg)
     check_weight_average(cfg)
     check_real_prior(cfg)
@@ -208,6 +209,9 @@ def prepare_training_data(
             unlabelled, split["target_train"], cache_plans, False, cache_root, progress, "target images"
         )
         target_train = load_slices(tgt_files, split["target_train"], with_labels=False)
+        if cfg.uses_pseudo_labels:
+            target_train = _with_pseudo_labels(cfg, unlabelled, split["target_train"], cache_plans, cache_root,
+                                               progress, target_train, log)
     if log:
         log.info(
             "plans %s; slices: source train %d, source val %d, target %s",
@@ -229,6 +233,40 @@ def prepare_training_data(
     return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm)
 
 
+def check_pseudo_labels(cfg: Config, target_path: Path | None) -> None:
+    """``data.pseudo_labels`` needs a target data set and the LMISA trainer (its target batch); the bound and the
+    peers do not take it. Checked before any caching."""
+    if not cfg.uses_pseudo_labels:
+        return
+    if cfg.reads_target_labels or cfg.is_peer:
+        raise LmisaError(f"data.pseudo_labels: variant {cfg.variant} does not train on pseudo-labels")
+    if target_path is None:
+        raise LmisaError("data.pseudo_labels labels target training cases: give --target")
+
+
+def _with_pseudo_labels(
+    cfg: Config, target: Domain, names: list[str], plans: Plans, cache_root: Path, progress: bool,
+    images: SliceSet, log: logging.Logger | None,
+) -> SliceSet:
+    """The target training slices with the labels of ``data.pseudo_labels`` (lmisa.pseudo_labels), cached apart
+    from the images-only cache and keyed by the maps' files."""
+    from lmisa.pseudo_labels import pseudo_label_jobs, pseudo_label_tag
+
+    jobs = pseudo_label_jobs(Path(cfg.data.pseudo_labels), target, names)
+    folder = cache_dir_for(target.root, plans, cache_root)
+    folder = folder.with_name(f"{folder.name}-pseudo-{pseudo_label_tag(jobs)}")
+    files, errors = build_cache(jobs, folder, plans, progress=progress, description="target pseudo-labels")
+    _raise_problems(errors, str(cfg.data.pseudo_labels))
+    labelled = load_slices(files, names, with_labels=True)
+    if labelled.inputs.shape != images.inputs.shape:  # the same images, prepared by the same plans
+        raise LmisaError(f"{folder}: pseudo-labelled cache does not match the target images; delete it and rerun")
+    if log:
+        share = float((labelled.labels.flatten(1).amax(1) > 0).float().mean())
+        log.info("target pseudo-labels: %s (%d cases, %.0f %% of slices hold an organ), weight %g",
+                 cfg.data.pseudo_labels, len(names), 100 * share, cfg.loss.w_pseudo)
+    return labelled
+
+
 def _organ_share(
     cfg: Config, plans: Plans, source_train: SliceSet, source_mm: list[float], target_train: SliceSet,
     target_mm: list[float], log: logging.Logger | None,
@@ -248,4 +286,4 @@ def _organ_share(
         return None
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "case_slice_mm", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "check_pseudo_labels", "case_slice_mm", "Case"]

@@ -181,8 +181,9 @@ class Trainer:
         self.target_sampler = None
         if self.cfg.uses_target_images and self.data.target_train is not None:
             tgt = self.data.target_train.to(self.device)
+            # uniform over slices; with data.pseudo_labels each slice carries its pseudo-label map
             self.target_sampler = SliceSampler(
-                tgt, t.batch_size, self.generator, d.context_slices, 0.0, False, patch=patch
+                tgt, t.batch_size, self.generator, d.context_slices, 0.0, self.cfg.uses_pseudo_labels, patch=patch
             )
         self.val_slices = self.data.source_val.to(self.device)
         self.val_index = self._fixed_val_index()
@@ -248,9 +249,11 @@ class Trainer:
         xs, ys = augment_batch(xs, ys, aug, g)
         batch = {"xs": self.represent(xs), "ys": ys}
         if self.target_sampler is not None:
-            xt, _ = self.target_sampler.sample()
-            xt, _ = augment_batch(xt, None, aug, g)
+            xt, yt = self.target_sampler.sample()
+            xt, yt = augment_batch(xt, yt, aug, g)
             batch["xt"] = self.represent(xt)
+            if yt is not None:
+                batch["yt"] = yt
         if self.real_sampler is not None:
             xr, yr = self.real_sampler.sample()
             if self.cfg.loss.critic_real == "predictions":
@@ -309,6 +312,10 @@ class Trainer:
             loss_seg = self.seg_loss(seg_s, ys)
             total = L.w_seg * loss_seg
             stats["seg"] = loss_seg.detach()
+            if "yt" in batch:
+                loss_pseudo = self.seg_loss(seg[n_s:].float(), batch["yt"])
+                total = total + L.w_pseudo * loss_pseudo
+                stats["pseudo"] = loss_pseudo.detach()
             if cfg.uses_recon and xt is not None:
                 loss_rec = reconstruction_loss(rec[:n_s].float(), self.recon_target(xs)) + reconstruction_loss(
                     rec[n_s:].float(), self.recon_target(xt)
