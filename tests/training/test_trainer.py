@@ -427,3 +427,64 @@ def test_poly_run_logs_its_rates_saves_its_schedule_and_resumes_on_it(domains, t
     train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=POLY)
     resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
     assert [float(r["lr"]) for r in csv.DictReader((resumed / "log.csv").open())] == rates  # the schedule resumed
+
+
+@pytest.fixture
+def pseudo_maps(domains, tmp_path: Path) -> Path:
+    """Label maps of the target training cases standing in for a model's predictions; the target keeps no labels."""
+    _, tgt = domains
+    maps = tmp_path / "pseudo"
+    shutil.move(tgt / "labelsTr", maps)
+    return maps
+
+
+def test_pseudo_labels_train_the_target_batch_without_reading_a_target_label(domains, pseudo_maps, tmp_path: Path,
+                                                                             monkeypatch, seen) -> None:
+    src, tgt = domains
+    read_label = lmisa.io.read_label
+
+    def guarded(path, *a, **k):
+        assert Path(tgt) not in Path(path).resolve().parents, f"target label read: {path}"
+        return read_label(path, *a, **k)
+
+    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    run = train(src, tgt, out=tmp_path / "st", variant="source_only", overrides=cfg, progress=False)
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert all(float(r["loss_pseudo"]) > 0 for r in rows) and "loss_recon" not in rows[0]
+    assert "target pseudo-labels" in (run / "train.log").read_text()
+    assert Config.load(run / "config.yaml").data.pseudo_labels == str(pseudo_maps)
+    trainer = seen["trainer"]
+    assert trainer.critic is None and trainer.target_sampler.with_labels
+
+
+def test_pseudo_labels_resume_as_a_straight_run(domains, pseudo_maps, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    straight = train(src, tgt, out=tmp_path / "straight", variant="lmisa", overrides=cfg, progress=False)
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", variant="lmisa", overrides=cfg)
+    resumed = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt")
+    for name, tensor in a["net"].items():
+        torch.testing.assert_close(tensor, b["net"][name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("variant, target, message", [
+    ("supervised", True, "variant supervised does not train on pseudo-labels"),
+    ("sifa", True, "variant sifa does not train on pseudo-labels"),
+    ("source_only", False, "give --target"),
+])
+def test_pseudo_labels_need_a_target_and_the_lmisa_trainer(domains, pseudo_maps, tmp_path: Path, variant, target,
+                                                           message) -> None:
+    src, tgt = domains
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    with pytest.raises(LmisaError, match=message):
+        train(src, tgt if target else None, out=tmp_path / "run", variant=variant, overrides=cfg, progress=False)
+
+
+def test_pseudo_label_weight_is_checked(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    cfg = {**TINY, "loss": {"w_pseudo": -1.0}}
+    with pytest.raises(LmisaError, match="loss.w_pseudo must be a number >= 0"):
+        train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)

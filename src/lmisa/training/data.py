@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -172,6 +173,7 @@ def prepare_training_data(
     log: logging.Logger | None = None,
 ) -> TrainingData:
     """Check both domains, plan, split (or reuse ``split``), cache and load the slices."""
+    check_pseudo_labels(cfg, target_path)
     supervised = cfg.reads_target_labels
     if supervised and target_path is None:
         raise LmisaError("variant 'supervised' trains on the target's labels: give --target")
@@ -185,7 +187,6 @@ def prepare_training_data(
         unlabelled = Domain.open(target_path)
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
-    check_pseudo_labels(cfg, target_path)
     check_augment(cfg)
     check_weight_average(cfg)
     check_real_prior(cfg)
@@ -236,6 +237,8 @@ def prepare_training_data(
 def check_pseudo_labels(cfg: Config, target_path: Path | None) -> None:
     """``data.pseudo_labels`` needs a target data set and the LMISA trainer (its target batch); the bound and the
     peers do not take it. Checked before any caching."""
+    if not math.isfinite(cfg.loss.w_pseudo) or cfg.loss.w_pseudo < 0:
+        raise LmisaError(f"loss.w_pseudo must be a number >= 0 (0: pseudo-labels off), got {cfg.loss.w_pseudo}")
     if not cfg.uses_pseudo_labels:
         return
     if cfg.reads_target_labels or cfg.is_peer:
