@@ -25,6 +25,10 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
     steps: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Override train.steps_per_epoch."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
+    pseudo_labels: Optional[Path] = typer.Option(
+        None, "--pseudo-labels",
+        help="Self-training: a folder of label maps of the target training cases made by a trained run "
+             "(`lmisa predict -m RUN -i TARGET -o FOLDER`); sets data.pseudo_labels."),
 ) -> None:
     """Train LMISA: MLNGM input, segmentation + reconstruction, shape critic."""
     from lmisa.training import train as run_training
@@ -33,8 +37,11 @@ def train(
     for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("seed", seed)):
         if value is not None:
             overrides.setdefault("train", {})[key] = value
+    if pseudo_labels is not None:
+        overrides.setdefault("data", {})["pseudo_labels"] = str(pseudo_labels)
     if resume and overrides:
-        console.print("[yellow]note:[/] --resume keeps the run's saved config; --epochs/--steps-per-epoch/--seed are ignored")
+        console.print("[yellow]note:[/] --resume keeps the run's saved config; --epochs/--steps-per-epoch/--seed/"
+                      "--pseudo-labels are ignored")
     try:
         run_dir = run_training(
             source, target, out=out, config=config, variant=None if resume else variant,

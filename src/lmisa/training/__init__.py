@@ -110,6 +110,8 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
         split = json.loads((run_dir / runfiles.SPLIT).read_text())
     else:
         cfg = resolve_config(config, variant, dims, device, overrides)
+        if cfg.data.pseudo_labels:  # saved absolute: a resume from another folder finds the same maps
+            cfg.data.pseudo_labels = str(Path(cfg.data.pseudo_labels).resolve())
         run_dir = Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant)
         if is_main:
             runfiles.prepare_run_dir(run_dir, False)
