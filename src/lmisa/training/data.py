@@ -206,13 +206,13 @@ def prepare_training_data(
     plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
     target_train = None
     if unlabelled is not None and split.get("target_train"):
-        tgt_files = _cache_domain(
-            unlabelled, split["target_train"], cache_plans, False, cache_root, progress, "target images"
-        )
-        target_train = load_slices(tgt_files, split["target_train"], with_labels=False)
         if cfg.uses_pseudo_labels:
-            target_train = _with_pseudo_labels(cfg, unlabelled, split["target_train"], cache_plans, cache_root,
-                                               progress, target_train, log)
+            target_train = _pseudo_labelled(cfg, unlabelled, split["target_train"], cache_plans, cache_root, progress, log)
+        else:
+            tgt_files = _cache_domain(
+                unlabelled, split["target_train"], cache_plans, False, cache_root, progress, "target images"
+            )
+            target_train = load_slices(tgt_files, split["target_train"], with_labels=False)
     if log:
         log.info(
             "plans %s; slices: source train %d, source val %d, target %s",
@@ -247,9 +247,9 @@ def check_pseudo_labels(cfg: Config, target_path: Path | None) -> None:
         raise LmisaError("data.pseudo_labels labels target training cases: give --target")
 
 
-def _with_pseudo_labels(
+def _pseudo_labelled(
     cfg: Config, target: Domain, names: list[str], plans: Plans, cache_root: Path, progress: bool,
-    images: SliceSet, log: logging.Logger | None,
+    log: logging.Logger | None,
 ) -> SliceSet:
     """The target training slices with the labels of ``data.pseudo_labels`` (lmisa.pseudo_labels), cached apart
     from the images-only cache and keyed by the maps' files."""
@@ -261,8 +261,6 @@ def _with_pseudo_labels(
     files, errors = build_cache(jobs, folder, plans, progress=progress, description="target pseudo-labels")
     _raise_problems(errors, str(cfg.data.pseudo_labels))
     labelled = load_slices(files, names, with_labels=True)
-    if labelled.inputs.shape != images.inputs.shape:  # the same images, prepared by the same plans
-        raise LmisaError(f"{folder}: pseudo-labelled cache does not match the target images; delete it and rerun")
     if log:
         share = float((labelled.labels.flatten(1).amax(1) > 0).float().mean())
         log.info("target pseudo-labels: %s (%d cases, %.0f %% of slices hold an organ), weight %g",
