@@ -31,7 +31,7 @@ from lmisa.preprocess import (
     median_slice_spacing,
 )
 from lmisa.real_prior import OrganShare, estimate_organ_share, organ_spans_mm
-from lmisa.sampling import min_organ_pixels
+from lmisa.sampling import min_organ_pixels, organ_slices
 
 
 @dataclass
@@ -262,7 +262,7 @@ def _pseudo_labelled(
     _raise_problems(errors, str(cfg.data.pseudo_labels))
     labelled = load_slices(files, names, with_labels=True)
     if log:
-        share = float((labelled.labels.flatten(1).amax(1) > 0).float().mean())
+        share = float(organ_slices(labelled.labels).float().mean())
         log.info("target pseudo-labels: %s (%d cases, %.0f %% of slices hold an organ), weight %g",
                  cfg.data.pseudo_labels, len(names), 100 * share, cfg.loss.w_pseudo)
     return labelled
