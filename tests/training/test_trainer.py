@@ -34,6 +34,18 @@ def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
     return src, tgt
 
 
+def forbid_label_reads_under(folder: Path, monkeypatch) -> None:
+    """Fail the test on any label map read from inside ``folder`` (the target data set)."""
+    read_label = lmisa.io.read_label
+
+    def guarded(path, *a, **k):
+        assert Path(folder) not in Path(path).resolve().parents, f"target label read: {path}"
+        return read_label(path, *a, **k)
+
+    monkeypatch.setattr(lmisa.io, "read_label", guarded)
+    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
+
+
 @pytest.fixture
 def seen(monkeypatch) -> dict[str, Trainer]:
     """{"trainer": the Trainer of the latest ``train`` call}, kept when its ``fit`` starts."""
@@ -112,14 +124,7 @@ def test_a_run_saved_before_the_weight_average_resumes_without_one(domains, tmp_
 def test_uda_variants_never_read_a_target_label(domains, tmp_path: Path, monkeypatch, variant: str) -> None:
     src, tgt = domains
     shutil.rmtree(tgt / "labelsTr")  # nothing to read: a target label read would fail loudly
-    read_label = lmisa.io.read_label
-
-    def guarded(path, *a, **k):
-        assert Path(tgt) not in Path(path).resolve().parents, f"target label read: {path}"
-        return read_label(path, *a, **k)
-
-    monkeypatch.setattr(lmisa.io, "read_label", guarded)
-    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
+    forbid_label_reads_under(tgt, monkeypatch)
     cfg = {"data": TINY["data"], "train": dict(TINY["train"], epochs=1, steps_per_epoch=2)}
     run = train(src, tgt, out=tmp_path / variant, variant=variant, overrides=cfg, progress=False)
     assert (run / "DONE").exists()
@@ -441,13 +446,7 @@ def pseudo_maps(domains, tmp_path: Path) -> Path:
 def test_pseudo_labels_train_the_target_batch_without_reading_a_target_label(domains, pseudo_maps, tmp_path: Path,
                                                                              monkeypatch, seen) -> None:
     src, tgt = domains
-    read_label = lmisa.io.read_label
-
-    def guarded(path, *a, **k):
-        assert Path(tgt) not in Path(path).resolve().parents, f"target label read: {path}"
-        return read_label(path, *a, **k)
-
-    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
+    forbid_label_reads_under(tgt, monkeypatch)
     cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
     run = train(src, tgt, out=tmp_path / "st", variant="source_only", overrides=cfg, progress=False)
     rows = list(csv.DictReader((run / "log.csv").open()))
