@@ -51,3 +51,13 @@ def test_an_unfinished_run_is_refused(reverse_validation, tmp_path: Path) -> Non
     with pytest.raises(SystemExit, match="not a finished run"):
         reverse_validation.main([str(tmp_path), "--source", str(tmp_path), "--target", str(tmp_path),
                                  "--config", "x.yaml", "--work", str(tmp_path), "--out", str(tmp_path / "x.json")])
+
+
+def test_a_target_case_without_a_map_is_named(reverse_validation, tmp_path: Path) -> None:
+    target = write_nnunet_dataset(tmp_path / "tgt", n_cases=2, shape=(4, 16, 16), labels=LABELS, prefix="t")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    first, second = sorted(p.name.removesuffix("_0000.nii.gz") for p in (target / "imagesTr").iterdir())
+    shutil.copy(target / "labelsTr" / f"{first}.nii.gz", maps / f"{first}.nii.gz")
+    with pytest.raises(SystemExit, match=f"{second}.nii.gz: no map for target case {second}"):
+        reverse_validation.reverse_data_set(target, maps, tmp_path / "rev")
