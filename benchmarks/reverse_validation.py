@@ -12,9 +12,10 @@ crosses the domain gap the other way without adaptation, so the score is lower a
 compare runs only against each other, with the same reverse config and seed.
 
 No target label is read: the reverse data set links the target's ``imagesTr`` and the run's maps, never the
-target's ``labelsTr``. Each run's work (``WORK/<i>_<run name>``: maps, reverse data set, reverse run, predictions)
-is kept, and a finished step is not redone: maps already written are skipped by ``lmisa predict``, a reverse run
-with ``DONE`` is not retrained (its source predictions and scores are made afresh).
+target's ``labelsTr``. Each run's work (``WORK/<i>_<run name>``, ``<i>`` its place on the command line: maps,
+reverse data set, reverse run, predictions) is kept, and a finished step is not redone: maps already written are
+skipped by ``lmisa predict``, a reverse run with ``DONE`` is not retrained (its source predictions and scores are
+made afresh).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def reverse_score(run: Path, work: Path, source: Path, target: Path, config: Pat
     log = work / "log.txt"
     start = time.perf_counter()
     maps = work / "maps"
-    lmisa(["predict", "-m", str(run), "-i", str(target), "-o", str(maps), "--device", "cpu"], log, threads)
+    lmisa(["predict", "-m", str(run), "-i", str(target / "imagesTr"), "-o", str(maps), "--device", "cpu"], log, threads)
     data = reverse_data_set(target, maps, work / "reverse_data")
     reverse = work / "reverse"
     if not (reverse / "DONE").exists():
@@ -75,7 +76,7 @@ def reverse_score(run: Path, work: Path, source: Path, target: Path, config: Pat
     pred = work / "source_pred"
     for derived in (pred, *work.glob("eval_reverse_*")):  # scored afresh: the reverse run may have changed
         shutil.rmtree(derived, ignore_errors=True)
-    lmisa(["predict", "-m", str(reverse), "-i", str(source), "-o", str(pred), "--device", "cpu"], log, threads)
+    lmisa(["predict", "-m", str(reverse), "-i", str(source / "imagesTr"), "-o", str(pred), "--device", "cpu"], log, threads)
     row = {"run": str(run), "reverse_run": str(reverse), "seed": seed, "config": str(config),
            "source": str(source), "target": str(target)}
     row.update(scores(pred, source, work, "reverse"))

@@ -31,6 +31,8 @@ def test_scores_the_maps_on_the_source_without_target_labels_and_resumes(
     source = tmp_path / "fwd" / "src"
     target = write_nnunet_dataset(tmp_path / "tgt", n_cases=3, shape=(5, 24, 24), labels=LABELS, seed=3, prefix="t")
     shutil.rmtree(target / "labelsTr")  # nothing of the target's labels can be read
+    (target / "imagesTs").mkdir()  # a root with test images: the training images are still the ones labelled
+    shutil.copy(next((target / "imagesTr").iterdir()), target / "imagesTs" / "t_test_0000.nii.gz")
     (tmp_path / "tiny.yaml").write_text(TINY)
     args = [str(run), "--source", str(source), "--target", str(target), "--config", str(tmp_path / "tiny.yaml"),
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "rev.json")]
