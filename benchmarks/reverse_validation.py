@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from abdomen import threads_per_process  # noqa: E402
 from tta_check import scores  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: {run}: not a finished run (no DONE)")
     if (args.target / "labelsTr").resolve() == (args.source / "labelsTr").resolve():
         raise SystemExit(f"error: {args.target}: the target is the source")
-    threads = max(1, (os.cpu_count() or 2) // max(1, args.parallel))
+    threads = threads_per_process(max(1, args.parallel))
     jobs = [(run, args.work / f"{i}_{run.name}") for i, run in enumerate(args.runs)]
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:
         rows = list(pool.map(lambda job: reverse_score(job[0], job[1], args.source, args.target, args.config,
