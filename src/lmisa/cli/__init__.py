@@ -7,7 +7,9 @@ import importlib
 from lmisa.cli.app import app
 
 # Each name is a module of lmisa.cli that registers one command (or a command group) on ``app``.
-COMMAND_MODULES = ("check", "preprocess", "synth", "convert", "train", "predict", "evaluate", "volumes", "demo", "export")
+COMMAND_MODULES = (
+    "check", "preprocess", "synth", "convert", "train", "predict", "evaluate", "volumes", "ceiling", "demo", "export",
+)
 
 for _name in COMMAND_MODULES:
     try:
