@@ -61,8 +61,9 @@ class Grid:
     def __str__(self) -> str:
         return f"{self.spacing:g} mm / {self.size}"
 
-    def plans(self, labels: dict[str, int]) -> Plans:
-        return Plans(spacing=(self.spacing, self.spacing), size=(self.size, self.size), labels=dict(labels))
+    def plans(self) -> Plans:
+        """The preprocessing plans of a 2D run on this grid (each scan keeps its own slices)."""
+        return Plans(spacing=(self.spacing, self.spacing), size=(self.size, self.size))
 
 
 def round_trip(label: MedicalImage, grid: Grid, num_classes: int, kind: str = "hard") -> np.ndarray:
@@ -72,7 +73,7 @@ def round_trip(label: MedicalImage, grid: Grid, num_classes: int, kind: str = "h
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     array = label.array if label.array.ndim == 3 else label.array[None]
     spacing = label.spacing if label.array.ndim == 3 else (1.0, *label.spacing)
-    shape = grid.plans({}).target_shape(array.shape, spacing)
+    shape = grid.plans().target_shape(array.shape, spacing)
     size = tuple(shape[-2:])
     if kind == "hard":
         nearest = resample_inplane(torch.from_numpy(np.ascontiguousarray(array)), size, "nearest").long()
