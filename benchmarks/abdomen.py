@@ -280,8 +280,23 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
             "device": _run_device(job.run_dir),
             "epochs": len(history),
             "errors_pct": error_shares(summary),
+            "dice_cases": case_dice(eval_dir / "metrics_per_case.csv"),
         })
     return rows
+
+
+def case_dice(per_case_csv: Path) -> dict[str, float]:
+    """Mean Dice over the organs of each test case (``metrics_per_case.csv``); empty when it is missing. On a
+    six-case test set one case can move the mean by points (docs/RESULTS.md 2z: sabs_07's 10 mL kidneys)."""
+    import csv
+
+    if not per_case_csv.exists():
+        return {}
+    per: dict[str, list[float]] = {}
+    for r in csv.DictReader(per_case_csv.open()):
+        if r["structure"] in ORGANS and r["dice"] not in ("", "nan"):
+            per.setdefault(r["case"], []).append(float(r["dice"]))
+    return {case: sum(v) / len(v) for case, v in per.items()}
 
 
 ERROR_TITLES = {"missed": "missed", "confused": "another organ", "false_positive": "false positive",
@@ -407,6 +422,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "epochs": "/".join(sorted({str(r.get("epochs")) for r in rs})),
             "errors_pct": {k: _mean([_mean([e[k] for e in r["errors_pct"].values()]) for r in rs if r.get("errors_pct")])
                            for k in ERROR_TITLES},
+            "dice_cases": {c: _mean([r.get("dice_cases", {}).get(c) for r in rs])
+                           for c in sorted({c for r in rs for c in r.get("dice_cases", {})})},
         })
     order = {v: i for i, v in enumerate(("supervised", "lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape",
                                          "source_only", "sifa", "cyclegan_seg", "adaoutput"))}
@@ -447,6 +464,18 @@ def errors_table(agg: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"| {r['direction']} | {r['variant']} | " + " | ".join(_fmt(r["errors_pct"][k]) for k in ERROR_TITLES) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cases_table(agg: list[dict[str, Any]]) -> str:
+    """Mean Dice over organs per test case and variant (organ slices, mean over seeds): which cases carry a mean."""
+    lines = []
+    for d in sorted({r["direction"] for r in agg if r["protocol"] == "organ_slices" and r.get("dice_cases")}, reverse=True):
+        rows = [r for r in agg if (r["direction"], r["protocol"]) == (d, "organ_slices") and r.get("dice_cases")]
+        cases = sorted({c for r in rows for c in r["dice_cases"]})
+        lines += [f"\n**{d}, per test case** (organ slices; mean Dice over the organs, mean over seeds)\n",
+                  "| variant | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+        lines += [f"| {r['variant']} | " + " | ".join(_fmt(r["dice_cases"].get(c)) for c in cases) + " |" for r in rows]
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def summary_table(agg: list[dict[str, Any]]) -> str:
@@ -604,7 +633,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluate_jobs(jobs, args.test_target, out, device, args.force, parallel)
     agg = aggregate(rows)
     command = "python benchmarks/abdomen.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg) + errors_table(agg)
+    table = "\n**Mean Dice % over the four organs**\n\n" + summary_table(agg) + markdown_table(agg) + errors_table(agg) + cases_table(agg)
     trained_on = sorted({r["device"] for r in rows})
     header = (
         f"Command: `{command}`\n\nRuns trained on: {'; '.join(trained_on)}. Evaluated on: "

@@ -82,6 +82,24 @@ def test_error_shares_and_their_table(abdomen) -> None:
     assert "| MR->CT | lmisa | 5.0 | 5.0 | 15.0 | 10.0 |" in table  # mean over the two organs
 
 
+def test_case_dice_and_the_per_case_table(abdomen, tmp_path: Path) -> None:
+    csv_path = tmp_path / "metrics_per_case.csv"
+    csv_path.write_text("case,structure,dice\nc1,liver,90\nc1,spleen,70\nc2,liver,40\nc2,spleen,nan\nc2,aorta,10\n")
+    assert abdomen.case_dice(csv_path) == {"c1": 80.0, "c2": 40.0}  # NaN and structures outside ORGANS left out
+    assert abdomen.case_dice(tmp_path / "missing.csv") == {}
+
+    def row(seed, cases):
+        return {"direction": "MR->CT", "protocol": "organ_slices", "variant": "lmisa", "seed": seed, "dice_mean": 50.0,
+                "dice": {}, "assd_vox_mean": 1.0, "assd_mm_mean": 2.0, "params": 10, "peak_mem_mb": 5.0,
+                "wall_s": 60.0, "device": "cpu", "dice_cases": cases}
+
+    agg = abdomen.aggregate([row(0, {"c1": 80.0, "c2": 40.0}), row(1, {"c1": 70.0})])
+    assert agg[0]["dice_cases"] == {"c1": 75.0, "c2": 40.0}
+    table = abdomen.cases_table(agg)
+    assert "| variant | c1 | c2 |" in table and "| lmisa | 75.0 | 40.0 |" in table
+    assert abdomen.cases_table(abdomen.aggregate([{**row(0, {}), "dice_cases": {}}])) == ""
+
+
 def test_training_params_from_params_json_or_an_old_log(abdomen, tmp_path: Path) -> None:
     (tmp_path / "params.json").write_text('{"training": 1234, "parts": {"net": 1000, "critic": 234}}')
     assert abdomen._training_params(tmp_path) == 1234
