@@ -117,3 +117,10 @@ def test_cli_prints_and_writes_json_without_overwriting(tmp_path: Path, nnunet_f
     assert again.exit_code != 0 and "exists" in again.output
     bad = runner.invoke(app, ["ceiling", str(root), "--grid", "1.5"])
     assert bad.exit_code != 0 and "SPACING:SIZE" in bad.output
+
+
+def test_cli_corrupt_label_is_one_line_naming_the_file(nnunet_factory) -> None:
+    root = nnunet_factory("ds", n_cases=1)
+    (root / "labelsTr" / "case_000.nii.gz").write_bytes(b"not a nifti")
+    done = CliRunner().invoke(app, ["ceiling", str(root), "--grid", "1.5:32"])
+    assert done.exit_code != 0 and "case_000.nii.gz" in done.output and "Traceback" not in done.output
