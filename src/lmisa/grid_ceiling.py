@@ -17,7 +17,7 @@ Three kinds of probabilities:
 Example:
     >>> from lmisa.grid_ceiling import Grid, grid_ceiling
     >>> table = grid_ceiling("Dataset001_CT/", [Grid(4.0, 96), Grid(2.5, 160)])   # doctest: +SKIP
-    >>> table.mean("organ_slices", "hard")                                       # doctest: +SKIP
+    >>> table.mean(Grid(4.0, 96), "hard", "organ_slices")                        # doctest: +SKIP
 """
 
 from __future__ import annotations
