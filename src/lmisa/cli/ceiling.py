@@ -13,6 +13,7 @@ from rich.table import Table
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.errors import LmisaError
+from lmisa.evaluation import PROTOCOLS
 from lmisa.grid_ceiling import KINDS, CeilingTable, Grid, grid_ceiling
 
 # the field of view of the abdominal runs (384-400 mm) at five spacings
@@ -41,8 +42,8 @@ def ceiling(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """The Dice a perfect network could reach on each training grid: labels taken to the grid and back."""
-    if protocol not in ("organ_slices", "volume"):
-        raise LmisaError(f"--protocol must be organ_slices or volume, got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise LmisaError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if out is not None and out.exists() and not overwrite:
         raise LmisaError(f"{out}: exists; pass --overwrite to replace it")
     grids = [Grid.parse(g) for g in grid]
