@@ -288,15 +288,11 @@ def evaluate_job(job: Job, test_target: Path, out: Path, device: str, force: boo
 def case_dice(per_case_csv: Path) -> dict[str, float]:
     """Mean Dice over the organs of each test case (``metrics_per_case.csv``); empty when it is missing. On a
     six-case test set one case can move the mean by points (docs/RESULTS.md 2z: sabs_07's 10 mL kidneys)."""
-    import csv
-
-    if not per_case_csv.exists():
-        return {}
     per: dict[str, list[float]] = {}
-    for r in csv.DictReader(per_case_csv.open()):
+    for r in _csv_rows(per_case_csv):
         if r["structure"] in ORGANS and r["dice"] not in ("", "nan"):
             per.setdefault(r["case"], []).append(float(r["dice"]))
-    return {case: sum(v) / len(v) for case, v in per.items()}
+    return {case: _mean(v) for case, v in per.items()}
 
 
 ERROR_TITLES = {"missed": "missed", "confused": "another organ", "false_positive": "false positive",
@@ -362,11 +358,18 @@ def evaluate_jobs(jobs: list[Job], test_target: Path | None, out: Path, device: 
     return [row for i in sorted(results) for row in results[i]]
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header; none when it is missing."""
     import csv
 
-    path = run_dir / "log.csv"
-    return list(csv.DictReader(path.open())) if path.exists() else []
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    return _csv_rows(run_dir / "log.csv")
 
 
 def _training_params(run_dir: Path) -> int | None:
