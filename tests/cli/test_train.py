@@ -13,13 +13,8 @@ LABELS = {"background": 0, "liver": 1}
 
 def test_self_training_from_a_runs_predictions_of_the_target(nnunet_factory, tmp_path: Path, monkeypatch) -> None:
     """The README's flow: train, predict the target's training images, train again on those maps."""
-    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
-    src = nnunet_factory("src", n_cases=3, shape=(4, 20, 20), labels=LABELS, seed=0)
-    tgt = nnunet_factory("tgt", n_cases=2, shape=(4, 20, 20), labels=LABELS, seed=1)
-    config = tmp_path / "tiny.yaml"
-    config.write_text("data: {size: [16, 16], spacing: [1.5, 1.5]}\ntrain: {batch_size: 2, val_batches: 1}\n")
-    common = ["--source", str(src), "--target", str(tgt), "--variant", "source_only", "--config", str(config),
-              "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"]
+    common = _tiny_train_args(nnunet_factory, tmp_path, monkeypatch)[1:]
+    tgt = Path(common[common.index("--target") + 1])
     first = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "run")])
     assert first.exit_code == 0, first.output
     maps = tmp_path / "pseudo"
@@ -31,3 +26,43 @@ def test_self_training_from_a_runs_predictions_of_the_target(nnunet_factory, tmp
     assert second.exit_code == 0, second.output
     assert Config.load(tmp_path / "st" / "config.yaml").data.pseudo_labels == str(maps.resolve())
     assert "loss_pseudo" in (tmp_path / "st" / "log.csv").read_text()
+
+
+def _tiny_train_args(nnunet_factory, tmp_path: Path, monkeypatch) -> list[str]:
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    src = nnunet_factory("src", n_cases=3, shape=(4, 20, 20), labels=LABELS, seed=0)
+    tgt = nnunet_factory("tgt", n_cases=2, shape=(4, 20, 20), labels=LABELS, seed=1)
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data: {size: [16, 16], spacing: [1.5, 1.5]}\ntrain: {batch_size: 2, val_batches: 1}\n")
+    return ["train", "--source", str(src), "--target", str(tgt), "--variant", "source_only", "--config", str(config),
+            "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"]
+
+
+def test_stopped_before_its_first_epoch_the_same_command_starts_again(nnunet_factory, tmp_path: Path, monkeypatch) -> None:
+    from lmisa.training.trainer import Trainer
+
+    args = _tiny_train_args(nnunet_factory, tmp_path, monkeypatch) + ["--out", str(tmp_path / "run")]
+
+    def ctrl_c(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "fit", ctrl_c)
+        stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130
+    assert "nothing to resume" in stopped.output and "--resume`" not in stopped.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
+
+
+def test_a_start_refused_for_bad_data_can_be_run_again_once_fixed(nnunet_factory, tmp_path: Path, monkeypatch) -> None:
+    args = _tiny_train_args(nnunet_factory, tmp_path, monkeypatch) + ["--out", str(tmp_path / "run")]
+    label = Path(args[args.index("--source") + 1]) / "labelsTr" / "case_000.nii.gz"
+    saved = label.read_bytes()
+    label.write_bytes(saved[:40])  # truncated: refused before training
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "case_000" in refused.output
+    label.write_bytes(saved)
+    fixed = runner.invoke(app, args)
+    assert fixed.exit_code == 0, fixed.output

@@ -9,6 +9,7 @@ import typer
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.config import VARIANTS
+from lmisa.training.run import CKPT_DIR, LATEST
 
 
 @app.command()
@@ -49,8 +50,12 @@ def train(
         )
     except KeyboardInterrupt as exc:
         run_dir = getattr(exc, "run_dir", None) or out or "RUN_DIR"
-        console.print(f"[yellow]interrupted[/]: the last finished epoch is saved; continue with "
-                      f"`lmisa train --source {source} {'--target ' + str(target) + ' ' if target else ''}"
-                      f"--out {run_dir} --resume`", soft_wrap=True)
+        if (Path(run_dir) / CKPT_DIR / LATEST).exists():
+            console.print(f"[yellow]interrupted[/]: the last finished epoch is saved; continue with "
+                          f"`lmisa train --source {source} {'--target ' + str(target) + ' ' if target else ''}"
+                          f"--out {run_dir} --resume`", soft_wrap=True)
+        else:
+            console.print(f"[yellow]interrupted[/] before the first epoch ended: nothing to resume; the same "
+                          f"command starts {run_dir} again", soft_wrap=True)
         raise typer.Exit(code=130) from None
     console.print(f"[green]done[/]: run folder {run_dir}")

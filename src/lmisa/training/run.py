@@ -44,15 +44,33 @@ def default_run_dir(source: Path, target: Path | None, variant: str, root: Path 
     return root / f"{Path(source).name}{tgt}-{variant}-{stamp}"
 
 
+RUN_FILES = frozenset({CONFIG, PLANS, SPLIT, LOG_CSV, LOG_TEXT, PROGRESS, CKPT_DIR, HARDWARE, PARAMS})
+
+
+def never_trained(run_dir: Path) -> bool:
+    """True if ``run_dir`` holds only a run's own files and no checkpoint: a start that failed or was stopped
+    before its first epoch ended. Nothing in it is worth keeping, so a new run may start there."""
+    ckpt = run_dir / CKPT_DIR
+    if ckpt.exists() and (not ckpt.is_dir() or any(ckpt.iterdir())):
+        return False
+    return all(p.name in RUN_FILES for p in run_dir.iterdir())
+
+
 def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
-    """Create ``run_dir`` for a new run, or check it holds a run to resume. Never reuses another run."""
+    """Create ``run_dir`` for a new run, or check it holds a run to resume. Never reuses another run; a
+    folder a run left before its first epoch ended (``never_trained``) is started again."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LmisaError(f"{run_dir}: exists and is not a folder; choose another --out")
     latest = run_dir / CKPT_DIR / LATEST
     if resume:
         if not latest.exists():
-            raise LmisaError(f"{run_dir}: nothing to resume (no {CKPT_DIR}/{LATEST})")
+            hint = ""
+            if run_dir.is_dir() and never_trained(run_dir):
+                hint = "; no epoch finished there: run the same command without --resume to start it again"
+            raise LmisaError(f"{run_dir}: nothing to resume (no {CKPT_DIR}/{LATEST}){hint}")
         return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and not never_trained(run_dir):
         raise LmisaError(f"{run_dir}: folder exists and is not empty; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
