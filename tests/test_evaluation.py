@@ -209,3 +209,16 @@ def test_unpairable_inputs(tmp_path, dataset):
         evaluate_folders(other, dataset, progress=False)
     with pytest.raises(LmisaError, match="not found"):
         evaluate_folders(other, tmp_path / "nope", progress=False)
+
+
+def test_an_undeclared_value_is_refused_naming_the_file(dataset, tmp_path):
+    pred = copy_predictions(dataset, tmp_path / "pred")
+    edit(pred / "case_001.nii.gz", lambda a: np.where(a == 2, 7, a).astype(a.dtype))
+    with pytest.raises(LmisaError, match=r"case_001\.nii\.gz: label values \[7\] are not in the data set's labels"):
+        evaluate_folders(pred, dataset, out_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    # a label subset chosen on purpose scores what it names
+    subset = tmp_path / "subset.json"
+    subset.write_text(json.dumps({"labels": {"background": 0, "a": 1}}))
+    s = evaluate_folders(pred, dataset, labels=subset, out_dir=tmp_path / "out2", progress=False)
+    assert s.labels == {"a": 1}

@@ -102,3 +102,27 @@ def test_cli_prints_the_table_and_never_overwrites(folders, tmp_path: Path) -> N
     assert json.loads(out.read_text())["implausible"] == ["spleen"]
     again = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref), "--out", str(out)])
     assert again.exit_code != 0 and "exists" in again.output
+
+
+@pytest.mark.parametrize("bad, message", [(0.4, "non-integer"), (math.nan, "NaN")])
+def test_a_map_evaluate_would_refuse_is_refused(folders, bad: float, message: str) -> None:
+    pred, ref = folders
+    path = pred / "p1.nii.gz"
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj).astype(np.float32)
+    data[0, 0, 0] = bad
+    nib.save(nib.Nifti1Image(data, img.affine), str(path))
+    with pytest.raises(LmisaError, match=f"p1.nii.gz: label map .*{message}"):
+        compare_volumes(pred, ref)
+
+
+def test_an_undeclared_value_is_refused(folders) -> None:
+    pred, ref = folders
+    _label_map(pred / "p0.nii.gz", 50, 5, (2.0, 1.0, 1.0))
+    path = pred / "p0.nii.gz"
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj).copy()
+    data[-1, -1, -1] = 9
+    nib.save(nib.Nifti1Image(data, img.affine), str(path))
+    with pytest.raises(LmisaError, match=r"p0.nii.gz: label values \[9\]"):
+        compare_volumes(pred, ref)

@@ -27,7 +27,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -453,6 +453,13 @@ def _scan_folder(
             continue  # its image is there, misnamed (already reported)
         problems.append(Problem(f, f"label map without image (expected {folder / (stem + '_' + CHANNEL + file_ending)})"))
     return out
+
+
+def raise_problems(problems: Sequence[object], what: str) -> None:
+    """Raise one LmisaError listing ``problems`` (each names its file), headed by ``what``; nothing if none."""
+    if problems:
+        lines = "\n".join(str(p) for p in problems)
+        raise LmisaError(f"{what}: {len(problems)} problem(s) found\n{lines}")
 
 
 def check_domain(

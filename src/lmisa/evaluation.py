@@ -206,11 +206,25 @@ def _short_list(names: Iterable[str], limit: int = 10) -> str:
 # --------------------------------------------------------------------------------------------- one case
 
 
+def check_declared_values(path: str | os.PathLike, array: np.ndarray, labels: Mapping[str, int]) -> None:
+    """Raise EvaluationError naming ``path`` if ``array`` holds a value other than background (0) and ``labels``'."""
+    undeclared = sorted(set(np.unique(array).tolist()) - {0} - set(labels.values()))
+    if undeclared:
+        raise EvaluationError(
+            f"{path}: label values {undeclared} are not in the data set's labels "
+            f"({', '.join(f'{k}={v}' for k, v in labels.items())}); pass --labels to score a subset"
+        )
+
+
 def _evaluate_one(
-    case: str, pred_path: str, ref_path: str, labels: dict[str, int] | None, protocol: str
+    case: str, pred_path: str, ref_path: str, labels: dict[str, int] | None, protocol: str, strict: bool = False
 ) -> tuple[str, dict[str, dict[str, Any]], tuple[int, ...], ErrorCounts]:
-    """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored, error counts)."""
+    """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored, error counts).
+    ``strict``: ``labels`` are the reference data set's own, so any other value in either map is an error."""
     pred_img, ref_img = read_label(pred_path), read_label(ref_path)
+    if strict and labels is not None:
+        check_declared_values(ref_path, ref_img.array, labels)
+        check_declared_values(pred_path, pred_img.array, labels)
     if pred_img.shape != ref_img.shape:
         raise EvaluationError(
             f"{pred_path}: shape {pred_img.shape} does not match the reference {ref_path} {ref_img.shape}"
@@ -219,7 +233,7 @@ def _evaluate_one(
         raise EvaluationError(
             f"{pred_path}: geometry (affine) does not match the reference {ref_path}: "
             f"spacing {tuple(round(s, 4) for s in pred_img.spacing)} vs {tuple(round(s, 4) for s in ref_img.spacing)}, "
-            f"origin {tuple(np.round(pred_img.affine[:3, 3], 3))} vs {tuple(np.round(ref_img.affine[:3, 3], 3))}"
+            f"origin {tuple(np.round(pred_img.affine[:3, 3], 3).tolist())} vs {tuple(np.round(ref_img.affine[:3, 3], 3).tolist())}"
         )
     pred, ref = pred_img.array, ref_img.array
     if labels is None:
@@ -473,7 +487,8 @@ def evaluate_folders(
     refs, dataset_json = find_references(ref_dir)
     preds = find_predictions(pred_dir)
 
-    if labels is None and dataset_json is not None:
+    strict = labels is None and dataset_json is not None  # the reference's own labels: nothing else may appear
+    if strict:
         labels = load_labels(dataset_json)
     elif isinstance(labels, (str, os.PathLike)):
         labels = load_labels(labels)
@@ -500,7 +515,7 @@ def evaluate_folders(
             if p.exists():
                 raise FileExistsError(f"{p}: exists (pass overwrite=True / --overwrite to replace it)")
 
-    jobs = [(c, str(preds[c]), str(refs[c]), fixed_labels, protocol) for c in cases]
+    jobs = [(c, str(preds[c]), str(refs[c]), fixed_labels, protocol, strict) for c in cases]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     errors = ErrorCounts()
     n_workers = max(1, min(int(workers), len(jobs)))

@@ -222,6 +222,8 @@ def export_run(
     loaded. ONNX problems never fail the export: they become a note in the result.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LmisaError(f"{out_dir}: exists and is not a folder")
     targets = [out_dir / TORCHSCRIPT, out_dir / DESCRIPTION] + ([out_dir / ONNX] if onnx else [])
     if not overwrite:
         existing = [p for p in targets if p.exists()]

@@ -231,8 +231,13 @@ def read_dicom_series(folder: str | os.PathLike) -> MedicalImage:
 def is_dicom_folder(path: str | os.PathLike) -> bool:
     """True if ``path`` is a folder holding at least one DICOM series."""
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or not any(p.is_file() for p in path.iterdir()):
         return False
     import SimpleITK as sitk
 
-    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM warns on every folder without a series
+    try:
+        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)

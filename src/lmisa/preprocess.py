@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, load_nifti_header, read_image, read_label
 
 CACHE_VERSION = 1
@@ -261,6 +262,30 @@ def cache_dir_for(dataset_root: Path, plans: Plans, cache_root: Path) -> Path:
     return cache_root / f"{root.name}-{tag}" / plans.cache_key()
 
 
+def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str]) -> None:
+    """Refuse a cache folder of the user's choosing whose arrays would not be ``plans``'s: one made with
+    other settings (its ``plans.json``), or one holding case files but no ``plans.json``. Training caches
+    need no check: their folders are keyed by the settings (``cache_dir_for``)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LmisaError(f"{out_dir}: exists and is not a folder")
+    saved_path = out_dir / "plans.json"
+    if saved_path.exists():
+        try:
+            saved = Plans.from_json(saved_path.read_text())
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LmisaError(f"{saved_path}: not the plans.json of an lmisa cache ({exc}); choose another folder") from None
+        if saved.cache_key() != plans.cache_key():
+            raise LmisaError(
+                f"{saved_path}: this folder was cached with other settings (spacing {saved.spacing}, size "
+                f"{saved.size}, input {saved.input}); choose another folder"
+            )
+        return
+    stray = [f"{n}.npz" for n in names if (out_dir / f"{n}.npz").exists()]
+    if stray:
+        raise LmisaError(f"{out_dir}: holds {stray[0]} but no plans.json, so its settings are unknown; choose another folder")
+
+
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
     os.close(fd)
@@ -289,7 +314,9 @@ def _try_cache_case(job: tuple) -> str:
     try:
         cache_case(image_path, label_path, out, plans)
     except Exception as exc:
-        return f"{image_path}: {exc}"
+        message = str(exc)
+        named = str(image_path) in message or (label_path is not None and str(label_path) in message)
+        return message if named else f"{image_path}: {message}"
     return ""
 
 

@@ -20,28 +20,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import nibabel as nib
 import numpy as np
 
-from lmisa.evaluation import EvaluationError, _normalise_labels, find_predictions, find_references, load_labels
+from lmisa.evaluation import (
+    EvaluationError,
+    _normalise_labels,
+    check_declared_values,
+    find_predictions,
+    find_references,
+    load_labels,
+)
 from lmisa.extent import heaviest_window, presence_spans_mm, window_width
-from lmisa.io import ImageReadError, read_label
+from lmisa.io import read_label
 
 # a ratio outside this range is flagged: half or double the reference size
 PLAUSIBLE_RATIO = (0.5, 2.0)
 
 
-def label_volumes_ml(path: str | os.PathLike, labels: Mapping[str, int]) -> dict[str, float]:
-    """Volume (mL) of every foreground label of one label map, from its voxel size."""
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for a broken file
-        raise ImageReadError(f"{path}: unreadable label map ({type(exc).__name__}: {exc})") from None
-    if not np.issubdtype(data.dtype, np.integer):
-        data = np.rint(np.nan_to_num(data)).astype(np.int64)
-    counts = np.bincount(data.astype(np.int64, copy=False).ravel().clip(0), minlength=256)
-    voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000.0
+def label_volumes_ml(
+    path: str | os.PathLike, labels: Mapping[str, int], *, strict: bool = False
+) -> dict[str, float]:
+    """Volume (mL) of every foreground label of one label map, from its voxel size. The map is read as
+    ``lmisa evaluate`` reads it (``read_label``: NaN or non-integer values are refused); ``strict``: so is
+    any value ``labels`` does not declare."""
+    lab = read_label(path)
+    if strict:
+        check_declared_values(path, lab.array, labels)
+    counts = np.bincount(lab.array.ravel(), minlength=256)
+    voxel_ml = float(np.prod(lab.spacing)) / 1000.0
     return {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}
 
 
@@ -75,15 +81,16 @@ def compare_volumes(
     reference data set's dataset.json)."""
     refs, dataset_json = find_references(ref_dir)
     preds = find_predictions(pred_dir)
+    strict = labels is None  # the reference's own labels: nothing else may appear
     if labels is None:
         if dataset_json is None:
-            raise EvaluationError(f"{ref_dir}: no dataset.json to name the labels; pass labels")
+            raise EvaluationError(f"{ref_dir}: no dataset.json to name the labels; pass labels (--labels)")
         labels = load_labels(dataset_json)
     elif isinstance(labels, (str, os.PathLike)):
         labels = load_labels(labels)
     organs = _normalise_labels(labels)
-    pred = [label_volumes_ml(p, organs) for p in preds.values()]
-    ref = [label_volumes_ml(p, organs) for p in refs.values()]
+    pred = [label_volumes_ml(p, organs, strict=strict) for p in preds.values()]
+    ref = [label_volumes_ml(p, organs, strict=strict) for p in refs.values()]
     check = VolumeCheck(n_predictions=len(pred), n_references=len(ref))
     logs = []
     for name in organs:

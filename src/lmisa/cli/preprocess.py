@@ -23,13 +23,18 @@ def preprocess(
     workers: int = typer.Option(2, "--workers", "-j", help="Processes."),
 ) -> None:
     """Prepare every case once (resample in-plane, MLNGM, crop/pad); cases already cached are skipped."""
-    from lmisa.datasets import Domain
+    from lmisa.datasets import Domain, check_domain, raise_problems
     from lmisa.errors import LmisaError
-    from lmisa.preprocess import Plans, build_cache, median_inplane_spacing
+    from lmisa.preprocess import Plans, build_cache, check_cache_dir, median_inplane_spacing
 
     if input_kind not in ("mlngm", "raw"):
         raise LmisaError(f"--input {input_kind!r}: choose mlngm or raw")
-    domain = Domain.open(dataset) if (dataset / "dataset.json").exists() else Domain.from_images(dataset)
+    if (dataset / "dataset.json").exists() or (dataset / "imagesTr").is_dir():  # an nnU-Net data set: checked in full
+        with_labels = not no_labels and (dataset / "labelsTr").is_dir()
+        raise_problems(check_domain(dataset, require_labels=with_labels), str(dataset))
+        domain = Domain.open(dataset)
+    else:
+        domain = Domain.from_images(dataset)
     cases = domain.cases()
     if not cases:
         raise LmisaError(f"{dataset}: no images found")
@@ -40,6 +45,7 @@ def preprocess(
         mlngm_levels=levels,
         labels=dict(domain.labels),
     )
+    check_cache_dir(out, plans, [c.name for c in cases])
     jobs = [(c.name, c.image, None if no_labels else c.label) for c in cases]
     files, errors = build_cache(jobs, out, plans, workers=workers)
     for err in errors:

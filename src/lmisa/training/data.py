@@ -16,7 +16,7 @@ import torch
 
 from lmisa.config import PEER_VARIANTS, Config
 from lmisa.critic_window import check_critic_window
-from lmisa.datasets import Case, Domain, check_domain, split_cases
+from lmisa.datasets import Case, Domain, check_domain, raise_problems, split_cases
 from lmisa.errors import LmisaError
 from lmisa.extent import check_extent_margin, longest_extents_mm
 from lmisa.io import slice_spacing_mm
@@ -46,12 +46,6 @@ class TrainingData:
     # and each target training case's slice spacing
     region_span_mm: float | None = None
     target_slice_mm: list[float] | None = None
-
-
-def _raise_problems(problems: list, what: str) -> None:
-    if problems:
-        lines = "\n".join(str(p) for p in problems)
-        raise LmisaError(f"{what}: {len(problems)} problem(s) found\n{lines}")
 
 
 def make_plans(cfg: Config, source: Domain) -> Plans:
@@ -160,7 +154,7 @@ def _cache_domain(
     if not with_labels:
         folder = folder.with_name(folder.name + "-nolabel")  # an unlabelled cache never holds labels
     files, errors = build_cache(jobs, folder, plans, progress=progress, description=what)
-    _raise_problems(errors, f"{domain.root}")
+    raise_problems(errors, f"{domain.root}")
     return files
 
 
@@ -179,11 +173,11 @@ def prepare_training_data(
         raise LmisaError("variant 'supervised' trains on the target's labels: give --target")
     # supervised: the target's labelled cases are the training data; source is not used
     labelled_path = target_path if supervised else source_path
-    _raise_problems(check_domain(labelled_path, require_labels=True), str(labelled_path))
+    raise_problems(check_domain(labelled_path, require_labels=True), str(labelled_path))
     labelled = Domain.open(labelled_path)
     unlabelled = None
     if target_path is not None and not supervised and cfg.uses_target_images:
-        _raise_problems(check_domain(target_path, require_labels=False), str(target_path))
+        raise_problems(check_domain(target_path, require_labels=False), str(target_path))
         unlabelled = Domain.open(target_path)
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
@@ -259,7 +253,7 @@ def _pseudo_labelled(
     folder = cache_dir_for(target.root, plans, cache_root)
     folder = folder.with_name(f"{folder.name}-pseudo-{pseudo_label_tag(jobs)}")
     files, errors = build_cache(jobs, folder, plans, progress=progress, description="target pseudo-labels")
-    _raise_problems(errors, str(cfg.data.pseudo_labels))
+    raise_problems(errors, str(cfg.data.pseudo_labels))
     labelled = load_slices(files, names, with_labels=True)
     if log:
         share = float(organ_slices(labelled.labels).float().mean())
