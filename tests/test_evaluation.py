@@ -211,14 +211,20 @@ def test_unpairable_inputs(tmp_path, dataset):
         evaluate_folders(other, tmp_path / "nope", progress=False)
 
 
-def test_an_undeclared_value_is_refused_naming_the_file(dataset, tmp_path):
+def test_a_reference_holding_an_undeclared_value_is_refused_naming_the_file(dataset, tmp_path):
     pred = copy_predictions(dataset, tmp_path / "pred")
-    edit(pred / "case_001.nii.gz", lambda a: np.where(a == 2, 7, a).astype(a.dtype))
-    with pytest.raises(LmisaError, match=r"case_001\.nii\.gz: label values \[7\] are not in the data set's labels"):
+    edit(dataset / "labelsTr" / "case_001.nii.gz", lambda a: np.where(a == 2, 7, a).astype(a.dtype))
+    with pytest.raises(LmisaError, match=r"labelsTr/case_001\.nii\.gz: label values \[7\] are not in its data set's labels"):
         evaluate_folders(pred, dataset, out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
-    # a label subset chosen on purpose scores what it names
-    subset = tmp_path / "subset.json"
-    subset.write_text(json.dumps({"labels": {"background": 0, "a": 1}}))
-    s = evaluate_folders(pred, dataset, labels=subset, out_dir=tmp_path / "out2", progress=False)
-    assert s.labels == {"a": 1}
+
+
+def test_predicted_values_the_reference_lacks_count_as_background_and_are_named(dataset, tmp_path):
+    """A model trained on more structures than the reference declares (say 4 organs against liver only)."""
+    pred = copy_predictions(dataset, tmp_path / "pred")
+    edit(pred / "case_001.nii.gz", lambda a: np.where(a == 2, 7, a).astype(a.dtype))
+    s = evaluate_folders(pred, dataset, out_dir=tmp_path / "out", progress=False)
+    assert s.undeclared_predicted == [7]
+    assert s.per_structure["b"]["dice"]["mean"] < 100
+    perfect = evaluate_folders(copy_predictions(dataset, tmp_path / "p2"), dataset, out_dir=tmp_path / "o2", progress=False)
+    assert perfect.undeclared_predicted == []

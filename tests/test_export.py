@@ -102,3 +102,11 @@ def test_cli_export(run: Path, tmp_path: Path) -> None:
     assert again.exit_code == 1 and "exists" in again.output and "Traceback" not in again.output
     missing = runner.invoke(app, ["export", str(tmp_path / "nope"), str(tmp_path / "o")])
     assert missing.exit_code == 1 and "run folder not found" in missing.output
+
+
+def test_an_out_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(LmisaError, match="afile: exists and is not a folder"):
+        export_run(tmp_path / "no_run", afile)  # refused before the run is read
+    assert afile.read_text() == "mine"

@@ -97,3 +97,14 @@ def test_slice_spacing_comes_from_the_header(tmp_path: Path) -> None:
     assert slice_spacing_mm(path) == pytest.approx(6.5)
     with pytest.raises(ImageReadError, match="b.nii.gz"):
         slice_spacing_mm(tmp_path / "b.nii.gz")
+
+
+def test_a_folder_without_dicom_is_not_one_and_gdcm_stays_quiet(tmp_path, capfd) -> None:
+    from lmisa.io import is_dicom_folder
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("not DICOM")
+    assert not is_dicom_folder(tmp_path / "empty") and not is_dicom_folder(tmp_path / "text")
+    captured = capfd.readouterr()
+    assert "GDCM" not in captured.err + captured.out

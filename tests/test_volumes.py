@@ -116,13 +116,12 @@ def test_a_map_evaluate_would_refuse_is_refused(folders, bad: float, message: st
         compare_volumes(pred, ref)
 
 
-def test_an_undeclared_value_is_refused(folders) -> None:
+def test_an_undeclared_value_in_a_reference_is_refused(folders) -> None:
     pred, ref = folders
-    _label_map(pred / "p0.nii.gz", 50, 5, (2.0, 1.0, 1.0))
-    path = pred / "p0.nii.gz"
+    path = ref / "labelsTr" / "r0.nii.gz"
     img = nib.load(str(path))
     data = np.asarray(img.dataobj).copy()
     data[-1, -1, -1] = 9
     nib.save(nib.Nifti1Image(data, img.affine), str(path))
-    with pytest.raises(LmisaError, match=r"p0.nii.gz: label values \[9\]"):
+    with pytest.raises(LmisaError, match=r"r0.nii.gz: label values \[9\]"):
         compare_volumes(pred, ref)

@@ -206,13 +206,19 @@ def _short_list(names: Iterable[str], limit: int = 10) -> str:
 # --------------------------------------------------------------------------------------------- one case
 
 
+def label_values(array: np.ndarray) -> set[int]:
+    """The values a uint8 label map holds (a count per value: no sort of the volume)."""
+    return set(np.flatnonzero(np.bincount(array.ravel(), minlength=1)).tolist())
+
+
 def check_declared_values(path: str | os.PathLike, array: np.ndarray, labels: Mapping[str, int]) -> None:
-    """Raise EvaluationError naming ``path`` if ``array`` holds a value other than background (0) and ``labels``'."""
-    undeclared = sorted(set(np.unique(array).tolist()) - {0} - set(labels.values()))
+    """Raise EvaluationError naming ``path`` if the reference map ``array`` holds a value other than background
+    (0) and ``labels``': a map that contradicts its own data set's dataset.json."""
+    undeclared = sorted(label_values(array) - {0} - set(labels.values()))
     if undeclared:
         raise EvaluationError(
-            f"{path}: label values {undeclared} are not in the data set's labels "
-            f"({', '.join(f'{k}={v}' for k, v in labels.items())}); pass --labels to score a subset"
+            f"{path}: label values {undeclared} are not in its data set's labels "
+            f"({', '.join(f'{k}={v}' for k, v in labels.items())}); fix the map or the dataset.json"
         )
 
 
@@ -220,11 +226,12 @@ def _evaluate_one(
     case: str, pred_path: str, ref_path: str, labels: dict[str, int] | None, protocol: str, strict: bool = False
 ) -> tuple[str, dict[str, dict[str, Any]], tuple[int, ...], ErrorCounts]:
     """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored, error counts).
-    ``strict``: ``labels`` are the reference data set's own, so any other value in either map is an error."""
+    ``strict``: ``labels`` are the reference data set's own, so any other value in a reference is an error.
+    (A prediction may hold more labels than the reference, from a model trained on more: those count as
+    background, and ``Summary.undeclared_predicted`` names them.)"""
     pred_img, ref_img = read_label(pred_path), read_label(ref_path)
     if strict and labels is not None:
         check_declared_values(ref_path, ref_img.array, labels)
-        check_declared_values(pred_path, pred_img.array, labels)
     if pred_img.shape != ref_img.shape:
         raise EvaluationError(
             f"{pred_path}: shape {pred_img.shape} does not match the reference {ref_path} {ref_img.shape}"
@@ -271,6 +278,13 @@ class Summary:
     unmatched_predictions: list[str] = field(default_factory=list)
     errors: ErrorCounts | None = None
     out_dir: Path | None = None
+
+    @property
+    def undeclared_predicted(self) -> list[int]:
+        """Values the predictions hold in the scored region that no scored structure has (scored as background)."""
+        if self.errors is None:
+            return []
+        return sorted({int(p) for _, p in self.errors.pairs} - {0} - set(self.labels.values()))
 
     def errors_dict(self) -> dict[str, Any] | None:
         """Where the errors are, in voxels: the confusion matrix over background and the structures

@@ -262,28 +262,37 @@ def cache_dir_for(dataset_root: Path, plans: Plans, cache_root: Path) -> Path:
     return cache_root / f"{root.name}-{tag}" / plans.cache_key()
 
 
-def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str]) -> None:
-    """Refuse a cache folder of the user's choosing whose arrays would not be ``plans``'s: one made with
-    other settings (its ``plans.json``), or one holding case files but no ``plans.json``. Training caches
-    need no check: their folders are keyed by the settings (``cache_dir_for``)."""
+def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str], with_labels: bool) -> None:
+    """Refuse a cache folder of the user's choosing whose arrays would not be these: one made with other
+    settings (its ``plans.json``) or with(out) labels where these are without (with) them, or one holding case
+    files but no ``plans.json``. Training caches need no check: their folders are keyed by the settings and
+    by labels (``cache_dir_for``, ``-nolabel``)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise LmisaError(f"{out_dir}: exists and is not a folder")
     saved_path = out_dir / "plans.json"
-    if saved_path.exists():
-        try:
-            saved = Plans.from_json(saved_path.read_text())
-        except (ValueError, TypeError, KeyError) as exc:
-            raise LmisaError(f"{saved_path}: not the plans.json of an lmisa cache ({exc}); choose another folder") from None
-        if saved.cache_key() != plans.cache_key():
-            raise LmisaError(
-                f"{saved_path}: this folder was cached with other settings (spacing {saved.spacing}, size "
-                f"{saved.size}, input {saved.input}); choose another folder"
-            )
+    cached = [out_dir / f"{n}.npz" for n in names if (out_dir / f"{n}.npz").exists()]
+    if not saved_path.exists():
+        if cached:
+            raise LmisaError(f"{cached[0]}: cached without a plans.json beside it, so its settings are unknown; "
+                             "choose another folder")
         return
-    stray = [f"{n}.npz" for n in names if (out_dir / f"{n}.npz").exists()]
-    if stray:
-        raise LmisaError(f"{out_dir}: holds {stray[0]} but no plans.json, so its settings are unknown; choose another folder")
+    try:
+        saved = Plans.from_json(saved_path.read_text())
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LmisaError(f"{saved_path}: not the plans.json of an lmisa cache ({exc}); choose another folder") from None
+    if saved.cache_key() != plans.cache_key():
+        fields = ("spacing", "size", "input", "mlngm_levels", "clip_percentiles", "dims", "spacing_z")
+        differ = "; ".join(f"{k} {getattr(saved, k)} there, {getattr(plans, k)} now"
+                           for k in fields if getattr(saved, k) != getattr(plans, k))
+        raise LmisaError(f"{saved_path}: this folder was cached with other settings ({differ or 'version'}); "
+                         "choose another folder")
+    if cached:
+        with np.load(cached[0]) as npz:
+            if ("label" in npz.files) != with_labels:
+                had = "with" if "label" in npz.files else "without"
+                raise LmisaError(f"{cached[0]}: cached {had} labels; choose another folder for this data set "
+                                 f"{'with' if with_labels else 'without'} them")
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:

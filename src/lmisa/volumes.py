@@ -41,8 +41,8 @@ def label_volumes_ml(
     path: str | os.PathLike, labels: Mapping[str, int], *, strict: bool = False
 ) -> dict[str, float]:
     """Volume (mL) of every foreground label of one label map, from its voxel size. The map is read as
-    ``lmisa evaluate`` reads it (``read_label``: NaN or non-integer values are refused); ``strict``: so is
-    any value ``labels`` does not declare."""
+    ``lmisa evaluate`` reads it (``read_label``: NaN or non-integer values are refused); ``strict`` (a
+    reference): so is any value ``labels`` does not declare."""
     lab = read_label(path)
     if strict:
         check_declared_values(path, lab.array, labels)
@@ -89,7 +89,7 @@ def compare_volumes(
     elif isinstance(labels, (str, os.PathLike)):
         labels = load_labels(labels)
     organs = _normalise_labels(labels)
-    pred = [label_volumes_ml(p, organs, strict=strict) for p in preds.values()]
+    pred = [label_volumes_ml(p, organs) for p in preds.values()]
     ref = [label_volumes_ml(p, organs, strict=strict) for p in refs.values()]
     check = VolumeCheck(n_predictions=len(pred), n_references=len(ref))
     logs = []

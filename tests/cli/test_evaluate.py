@@ -62,3 +62,13 @@ def test_evaluate_user_errors(nnunet_factory, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "missing predictions" in r.output and "case_000" in r.output
+
+
+def test_evaluate_names_predicted_values_the_reference_lacks(nnunet_factory, tmp_path):
+    ds, pred = make(nnunet_factory, tmp_path)
+    img = read_label(pred / "case_000.nii.gz")
+    img.array = np.where(img.array == 2, 7, img.array).astype(img.array.dtype)
+    write_image(pred / "case_000.nii.gz", img, overwrite=True)
+    r = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ds), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "predicted label values [7] are not among the reference's labels" in r.output

@@ -51,6 +51,7 @@ def test_stopped_before_its_first_epoch_the_same_command_starts_again(nnunet_fac
         stopped = runner.invoke(app, args)
     assert stopped.exit_code == 130
     assert "nothing to resume" in stopped.output and "--resume`" not in stopped.output
+    assert (tmp_path / "run" / "config.yaml").exists()  # the stopped start left its folder
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
@@ -63,6 +64,7 @@ def test_a_start_refused_for_bad_data_can_be_run_again_once_fixed(nnunet_factory
     label.write_bytes(saved[:40])  # truncated: refused before training
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "case_000" in refused.output
+    assert (tmp_path / "run" / "train.log").exists()  # the refused start left its folder
     label.write_bytes(saved)
     fixed = runner.invoke(app, args)
     assert fixed.exit_code == 0, fixed.output

@@ -69,6 +69,9 @@ def evaluate(
                 "their distances are undefined and left out of the distance means",
                 highlight=False,
             )
+    if summary.undeclared_predicted:
+        console.print(f"[yellow]predicted label values {summary.undeclared_predicted} are not among the reference's "
+                      "labels:[/] scored as background", highlight=False)
     if summary.missing_predictions:
         console.print(f"[yellow]missing predictions (not evaluated):[/] {', '.join(summary.missing_predictions)}", highlight=False)
     if summary.unmatched_predictions:

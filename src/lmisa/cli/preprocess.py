@@ -45,8 +45,8 @@ def preprocess(
         mlngm_levels=levels,
         labels=dict(domain.labels),
     )
-    check_cache_dir(out, plans, [c.name for c in cases])
     jobs = [(c.name, c.image, None if no_labels else c.label) for c in cases]
+    check_cache_dir(out, plans, [c.name for c in cases], with_labels=any(label is not None for _, _, label in jobs))
     files, errors = build_cache(jobs, out, plans, workers=workers)
     for err in errors:
         console.print(f"[red]failed:[/] {err}", highlight=False)

@@ -49,8 +49,10 @@ def train(
             dims=dims, device=device, resume=resume, overrides=overrides or None,
         )
     except KeyboardInterrupt as exc:
-        run_dir = getattr(exc, "run_dir", None) or out or "RUN_DIR"
-        if (Path(run_dir) / CKPT_DIR / LATEST).exists():
+        run_dir = getattr(exc, "run_dir", None) or out
+        if run_dir is None:  # stopped before a run folder was chosen
+            console.print("[yellow]interrupted[/] before training started: nothing to resume", soft_wrap=True)
+        elif (Path(run_dir) / CKPT_DIR / LATEST).exists():
             console.print(f"[yellow]interrupted[/]: the last finished epoch is saved; continue with "
                           f"`lmisa train --source {source} {'--target ' + str(target) + ' ' if target else ''}"
                           f"--out {run_dir} --resume`", soft_wrap=True)

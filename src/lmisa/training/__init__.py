@@ -8,6 +8,7 @@ Example (on tiny phantoms; see ``lmisa synth``)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -93,6 +94,11 @@ def train(
 
 
 def _train(source, target, out, config, variant, dims, device, resume, progress, overrides, ctx) -> Path:
+    with contextlib.ExitStack() as held:  # the run folder's lock, from when it is made until training ends
+        return _train_holding(source, target, out, config, variant, dims, device, resume, progress, overrides, ctx, held)
+
+
+def _train_holding(source, target, out, config, variant, dims, device, resume, progress, overrides, ctx, held) -> Path:
     from lmisa.preprocess import Plans
     from lmisa.training import run as runfiles
     from lmisa.training.data import prepare_training_data
@@ -104,6 +110,8 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
         if out is None:
             raise LmisaError("--resume needs --out RUN_DIR")
         run_dir = runfiles.prepare_run_dir(Path(out), resume=True)
+        if is_main:
+            held.enter_context(runfiles.run_lock(run_dir))
         cfg = Config.load(run_dir / runfiles.CONFIG, saved_run=True)  # keys added since: as it trained
         if device is not None:
             cfg.train.device = device
@@ -115,6 +123,7 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
         run_dir = Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant)
         if is_main:
             runfiles.prepare_run_dir(run_dir, False)
+            held.enter_context(runfiles.run_lock(run_dir))
         split = None
     if ctx is not None:
         ctx.barrier()  # rank 0 made the folder; the others only read from here on

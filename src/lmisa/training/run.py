@@ -10,6 +10,7 @@ Layout::
     RUN/checkpoints/latest.pt, best.pt
     RUN/hardware.txt    the device the run trained on
     RUN/params.json     parameter counts of every trained module, and their total
+    RUN/run.lock        held while a process trains here (run_lock)
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None  # type: ignore[assignment]
 
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
@@ -44,24 +51,64 @@ def default_run_dir(source: Path, target: Path | None, variant: str, root: Path 
     return root / f"{Path(source).name}{tgt}-{variant}-{stamp}"
 
 
-RUN_FILES = frozenset({CONFIG, PLANS, SPLIT, LOG_CSV, LOG_TEXT, PROGRESS, CKPT_DIR, HARDWARE, PARAMS})
+LOCK = "run.lock"
+# what a run writes before its first epoch ends (log.csv and progress.png come with the first checkpoint)
+EARLY_RUN_FILES = frozenset({CONFIG, PLANS, SPLIT, LOG_TEXT, CKPT_DIR, HARDWARE, PARAMS, LOCK})
+
+
+def _in_use(run_dir: Path) -> bool:
+    """True while a training process holds ``run_dir``'s lock (``run_lock``)."""
+    if fcntl is None or not (run_dir / LOCK).exists():
+        return False
+    with open(run_dir / LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while a training process works there, so that no second command starts or
+    resumes a run in the same folder meanwhile. The OS releases it when the process ends, even if killed.
+    (Advisory, POSIX only: elsewhere nothing is locked.)"""
+    if fcntl is None:
+        yield
+        return
+    with open(run_dir / LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LmisaError(f"{run_dir}: another training run is working in this folder; choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def never_trained(run_dir: Path) -> bool:
-    """True if ``run_dir`` holds only a run's own files and no checkpoint: a start that failed or was stopped
-    before its first epoch ended. Nothing in it is worth keeping, so a new run may start there."""
+    """True if a run started in ``run_dir`` (its lock file is there) and stopped before its first epoch ended:
+    no checkpoint, only the files a run writes that early, and no process working there now. Nothing in it
+    is worth keeping, so a new run may start there."""
+    if not (run_dir / LOCK).exists() or _in_use(run_dir):
+        return False
     ckpt = run_dir / CKPT_DIR
     if ckpt.exists() and (not ckpt.is_dir() or any(ckpt.iterdir())):
         return False
-    return all(p.name in RUN_FILES for p in run_dir.iterdir())
+    return all(p.name in EARLY_RUN_FILES for p in run_dir.iterdir())
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
     """Create ``run_dir`` for a new run, or check it holds a run to resume. Never reuses another run; a
-    folder a run left before its first epoch ended (``never_trained``) is started again."""
+    folder a run left before its first epoch ended (``never_trained``) is started again. The caller then
+    holds ``run_lock`` while it trains."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise LmisaError(f"{run_dir}: exists and is not a folder; choose another --out")
+    if _in_use(run_dir):
+        raise LmisaError(f"{run_dir}: another training run is working in this folder; choose another --out")
     latest = run_dir / CKPT_DIR / LATEST
     if resume:
         if not latest.exists():
@@ -70,7 +117,7 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
                 hint = "; no epoch finished there: run the same command without --resume to start it again"
             raise LmisaError(f"{run_dir}: nothing to resume (no {CKPT_DIR}/{LATEST}){hint}")
         return run_dir
-    if run_dir.exists() and not never_trained(run_dir):
+    if run_dir.exists() and any(run_dir.iterdir()) and not never_trained(run_dir):
         raise LmisaError(f"{run_dir}: folder exists and is not empty; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir

@@ -62,3 +62,22 @@ def test_a_users_plans_json_is_never_overwritten(nnunet_factory, tmp_path: Path)
     result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
     assert result.exit_code == 1 and "not the plans.json of an lmisa cache" in result.output
     assert (out / "plans.json").read_text() == '{"mine": 1}'
+
+
+def test_case_files_without_plans_json_are_refused(nnunet_factory, tmp_path: Path) -> None:
+    ds = nnunet_factory("ds", n_cases=1, shape=(3, 20, 20))
+    out = tmp_path / "cache"
+    out.mkdir()
+    (out / "case_000.npz").write_bytes(b"mine")
+    result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
+    assert result.exit_code == 1 and "without a plans.json" in result.output
+    assert (out / "case_000.npz").read_bytes() == b"mine"
+
+
+def test_a_folder_cached_without_labels_is_refused_for_labels(nnunet_factory, tmp_path: Path) -> None:
+    ds = nnunet_factory("ds", n_cases=1, shape=(3, 20, 20))
+    out = tmp_path / "cache"
+    assert runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL, "--no-labels"]).exit_code == 0
+    result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
+    assert result.exit_code == 1 and "cached without labels" in result.output
+    assert "label" not in np.load(out / "case_000.npz")
