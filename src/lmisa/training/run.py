@@ -63,8 +63,10 @@ def _in_use(run_dir: Path) -> bool:
     with open(run_dir / LOCK, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             return True
+        except OSError:  # a file system without locks (some network mounts): nothing can be known
+            return False
         fcntl.flock(fh, fcntl.LOCK_UN)
     return False
 
@@ -73,19 +75,24 @@ def _in_use(run_dir: Path) -> bool:
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir``'s lock while a training process works there, so that no second command starts or
     resumes a run in the same folder meanwhile. The OS releases it when the process ends, even if killed.
-    (Advisory, POSIX only: elsewhere nothing is locked.)"""
+    (Advisory; POSIX file systems with locks only: elsewhere nothing is locked.)"""
     if fcntl is None:
         yield
         return
     with open(run_dir / LOCK, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             raise LmisaError(f"{run_dir}: another training run is working in this folder; choose another --out") from None
+        except OSError:  # a file system without locks (some network mounts): train unlocked
+            locked = False
+        else:
+            locked = True
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def never_trained(run_dir: Path) -> bool:
