@@ -288,11 +288,14 @@ def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str], with_labe
         raise LmisaError(f"{saved_path}: this folder was cached with other settings ({differ or 'version'}); "
                          "choose another folder")
     if cached:
-        with np.load(cached[0]) as npz:
-            if ("label" in npz.files) != with_labels:
-                had = "with" if "label" in npz.files else "without"
-                raise LmisaError(f"{cached[0]}: cached {had} labels; choose another folder for this data set "
-                                 f"{'with' if with_labels else 'without'} them")
+        try:
+            with np.load(cached[0]) as npz:
+                has_label = "label" in npz.files
+        except Exception as exc:  # numpy/zipfile raise many types for a broken file
+            raise LmisaError(f"{cached[0]}: unreadable cached case ({type(exc).__name__}); delete it to cache it again") from None
+        if has_label != with_labels:
+            raise LmisaError(f"{cached[0]}: cached {'with' if has_label else 'without'} labels; choose another folder "
+                             f"for this data set {'with' if with_labels else 'without'} them")
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:

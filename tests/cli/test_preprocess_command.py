@@ -81,3 +81,12 @@ def test_a_folder_cached_without_labels_is_refused_for_labels(nnunet_factory, tm
     result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
     assert result.exit_code == 1 and "cached without labels" in result.output
     assert "label" not in np.load(out / "case_000.npz")
+
+
+def test_a_broken_cached_case_is_named(nnunet_factory, tmp_path: Path) -> None:
+    ds = nnunet_factory("ds", n_cases=1, shape=(3, 20, 20))
+    out = tmp_path / "cache"
+    assert runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL]).exit_code == 0
+    (out / "case_000.npz").write_bytes(b"broken")
+    result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
+    assert result.exit_code == 1 and "case_000.npz: unreadable cached case" in result.output
