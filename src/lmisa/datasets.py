@@ -329,7 +329,8 @@ def _read_volume(path: Path, what: str, problems: list[Problem]):
     return img
 
 
-def _label_values(arr: np.ndarray) -> np.ndarray:
+def label_values(arr: np.ndarray) -> np.ndarray:
+    """The values a label map holds, sorted (uint8/uint16: a count per value, no sort of the volume)."""
     if arr.dtype == bool:
         arr = arr.view(np.uint8)
     if arr.dtype in (np.uint8, np.uint16):
@@ -363,7 +364,7 @@ def _check_case(image: Path, label: Path | None, declared: tuple[int, ...] | Non
                 problems.append(Problem(label, f"label map has non-integer values ({n} voxel(s))"))
                 ok = False
         if ok and declared is not None:
-            values = [int(v) for v in _label_values(arr)]
+            values = [int(v) for v in label_values(arr)]
             extra = sorted(set(values) - set(declared))
             if extra:
                 shown = ", ".join(map(str, extra[:20])) + (", ..." if len(extra) > 20 else "")

@@ -75,6 +75,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts, error_shares
+from lmisa.datasets import label_values
 from lmisa.errors import LmisaError
 from lmisa.io import is_nifti, read_label, strip_nifti_suffix, write_text_atomic
 from lmisa.metrics import FLAG_NAMES, METRIC_NAMES, evaluate_case, restrict_to_label_slices
@@ -206,15 +207,10 @@ def _short_list(names: Iterable[str], limit: int = 10) -> str:
 # --------------------------------------------------------------------------------------------- one case
 
 
-def label_values(array: np.ndarray) -> set[int]:
-    """The values a uint8 label map holds (a count per value: no sort of the volume)."""
-    return set(np.flatnonzero(np.bincount(array.ravel(), minlength=1)).tolist())
-
-
-def check_declared_values(path: str | os.PathLike, array: np.ndarray, labels: Mapping[str, int]) -> None:
-    """Raise EvaluationError naming ``path`` if the reference map ``array`` holds a value other than background
-    (0) and ``labels``': a map that contradicts its own data set's dataset.json."""
-    undeclared = sorted(label_values(array) - {0} - set(labels.values()))
+def check_declared_values(path: str | os.PathLike, values: Iterable[int], labels: Mapping[str, int]) -> None:
+    """Raise EvaluationError naming ``path`` if the ``values`` of a reference map (``datasets.label_values``)
+    hold one other than background (0) and ``labels``': a map that contradicts its own data set's dataset.json."""
+    undeclared = sorted({int(v) for v in values} - {0} - set(labels.values()))
     if undeclared:
         raise EvaluationError(
             f"{path}: label values {undeclared} are not in its data set's labels "
@@ -231,7 +227,7 @@ def _evaluate_one(
     background, and ``Summary.undeclared_predicted`` names them.)"""
     pred_img, ref_img = read_label(pred_path), read_label(ref_path)
     if strict and labels is not None:
-        check_declared_values(ref_path, ref_img.array, labels)
+        check_declared_values(ref_path, label_values(ref_img.array), labels)
     if pred_img.shape != ref_img.shape:
         raise EvaluationError(
             f"{pred_path}: shape {pred_img.shape} does not match the reference {ref_path} {ref_img.shape}"

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmisa.datasets import Domain
+from lmisa.datasets import Domain, label_values
 from lmisa.errors import LmisaError
-from lmisa.evaluation import PROTOCOLS
+from lmisa.evaluation import PROTOCOLS, check_declared_values
 from lmisa.io import MedicalImage, read_label
 from lmisa.metrics import dice_score, restrict_to_label_slices
 from lmisa.predict import class_argmax
@@ -155,9 +155,7 @@ def grid_ceiling(
         table.rows[g] = {k: {p: {} for p in PROTOCOLS} for k in kinds}
     for i, case in enumerate(cases):
         label = read_label(case.label)
-        unknown = sorted(set(np.unique(label.array).tolist()) - set(domain.labels.values()))
-        if unknown:
-            raise LmisaError(f"{case.label}: label values {unknown} are not in dataset.json's labels")
+        check_declared_values(case.label, label_values(label.array), domain.labels)
         for g in grids:
             for k in kinds:
                 scores = organ_dice(round_trip(label, g, num_classes, k), label.array, organs)

@@ -44,9 +44,9 @@ def label_volumes_ml(
     ``lmisa evaluate`` reads it (``read_label``: NaN or non-integer values are refused); ``strict`` (a
     reference): so is any value ``labels`` does not declare."""
     lab = read_label(path)
-    if strict:
-        check_declared_values(path, lab.array, labels)
     counts = np.bincount(lab.array.ravel(), minlength=256)
+    if strict:
+        check_declared_values(path, np.flatnonzero(counts), labels)
     voxel_ml = float(np.prod(lab.spacing)) / 1000.0
     return {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}
 

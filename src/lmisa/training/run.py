@@ -56,19 +56,27 @@ LOCK = "run.lock"
 EARLY_RUN_FILES = frozenset({CONFIG, PLANS, SPLIT, LOG_TEXT, CKPT_DIR, HARDWARE, PARAMS, LOCK})
 
 
+def _try_lock(fh) -> bool | None:
+    """Take the lock on the open file ``fh``: True taken, False held by another process, None where the file
+    system has no locks (some network mounts)."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
 def _in_use(run_dir: Path) -> bool:
     """True while a training process holds ``run_dir``'s lock (``run_lock``)."""
     if fcntl is None or not (run_dir / LOCK).exists():
         return False
     with open(run_dir / LOCK, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:  # a file system without locks (some network mounts): nothing can be known
-            return False
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
+        taken = _try_lock(fh)
+        if taken:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return taken is False
 
 
 @contextmanager
@@ -80,18 +88,13 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
         return
     with open(run_dir / LOCK, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LmisaError(f"{run_dir}: another training run is working in this folder; choose another --out") from None
-        except OSError:  # a file system without locks (some network mounts): train unlocked
-            locked = False
-        else:
-            locked = True
+        taken = _try_lock(fh)
+        if taken is False:
+            raise LmisaError(f"{run_dir}: another training run is working in this folder; choose another --out")
         try:
             yield
         finally:
-            if locked:
+            if taken:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
