@@ -14,7 +14,7 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
    inside the volume, by the training code itself (:func:`lmisa.sampling.gather_slices`);
 3. MLNGM per channel for those runs, then :func:`lmisa.augment.standardise` (z-score per sample and
    channel): the trainer's ``represent``;
-4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast on CUDA, as training),
+4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast where the device computes it natively and the run trained with ``train.amp``: :mod:`lmisa.precision`),
    optionally averaged over a few in-plane views (:mod:`lmisa.tta`, the run's ``post.tta``);
 5. softmax, :func:`lmisa.preprocess.restore_probabilities` back onto the image's own grid (outside
    the network's frame is background; resampled slices go back through-plane first), argmax;
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -57,6 +56,7 @@ from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.nets import segment_logits
+from lmisa.precision import autocast
 from lmisa.preprocess import Plans, SliceSet, prepare_image, resample_volume, restore_probabilities
 from lmisa.training.trainer import resolve_device
 from lmisa.tta import tta_probabilities, views_within
@@ -251,7 +251,7 @@ def predict_volume(
     )
     c = plans.context_slices
     offsets = torch.arange(-c, c + 1, device=device)
-    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    amp = autocast(device, model.config.train.amp)
     if dims == 3:
         result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size, represent)
         return _postprocess(result.reshape(array.shape), model, image, largest_component, caps)

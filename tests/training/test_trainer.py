@@ -93,6 +93,22 @@ def test_losses_go_down(domains, tmp_path: Path) -> None:
     assert float(rows[-1]["loss_recon"]) < float(rows[0]["loss_recon"])
 
 
+@pytest.mark.parametrize("amx, amp", [(True, True), (True, False), (False, True)])
+def test_lmisa_trains_in_bf16_on_a_cpu_with_amx_unless_told_not_to(domains, tmp_path: Path, monkeypatch, seen,
+                                                                    amx: bool, amp: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    src, tgt = domains
+    loss = {"adv_warmup": 0.0, "adv_ramp": 0.0}  # the critic and its gradient penalty at full weight from step 1
+    run = train(src, tgt, out=tmp_path / "run", progress=False, variant="lmisa",
+                overrides={"data": TINY["data"], "train": dict(TINY["train"], amp=amp), "loss": loss})
+    assert seen["trainer"].use_amp is (amx and amp)
+    precision = "bf16 autocast" if amx and amp else "float32"
+    assert (run / "hardware.txt").read_text().strip().endswith(precision)
+    assert f"on cpu ({precision})" in (run / "train.log").read_text()
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert all(torch.isfinite(torch.tensor(float(r[k]))) for r in rows for k in ("loss_total", "loss_critic"))
+
+
 def test_resume_equals_straight_run(domains, tmp_path: Path, monkeypatch) -> None:
     src, tgt = domains
     straight = train(src, tgt, out=tmp_path / "straight", overrides=TINY, progress=False)

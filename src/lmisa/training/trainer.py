@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from lmisa.losses import (
     to_critic_input,
 )
 from lmisa.nets import build_critic, count_parameters
+from lmisa.precision import autocast, bf16_native
 from lmisa.sampling import SliceSampler, min_organ_pixels, organ_pixel_quantile, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
@@ -101,7 +102,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
         self.real_fraction: float | None = None  # real_prior "target"/"auto" or critic_maps "organs" when applied; saved
-        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.use_amp = cfg.train.amp and bf16_native(self.device)
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
 
@@ -233,10 +234,9 @@ class Trainer:
             self.on_epoch_end(val)
         return self.on_train_end()
 
-    def autocast(self):
-        if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return nullcontext()
+    def autocast(self) -> AbstractContextManager:
+        """bf16 autocast where the device computes it natively and ``train.amp`` (lmisa.precision)."""
+        return autocast(self.device, self.use_amp)
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         """Network input from cached slices: MLNGM per channel when the cache holds intensities, z-scored
@@ -476,13 +476,14 @@ class Trainer:
         self.wall_before = self.history[-1]["wall_s"] if self.history else 0.0
         self.samples_per_step = self.cfg.train.batch_size * (2 if self.target_sampler is not None else 1)
         if self.is_main:
-            (self.run_dir / runfiles.HARDWARE).write_text(describe_device(self.device) + "\n")
+            precision = "bf16 autocast" if self.use_amp else "float32"
+            (self.run_dir / runfiles.HARDWARE).write_text(f"{describe_device(self.device)}, {precision}\n")
             counts = self.parameter_counts()
             write_text_atomic(self.run_dir / runfiles.PARAMS,
                               json.dumps({"training": sum(counts.values()), "parts": counts}, indent=2) + "\n")
             self.log.info(
-                "variant %s on %s: %s parameters in training (%s); epochs %d x %d steps, batch %d",
-                self.cfg.variant, self.device, f"{sum(counts.values()):,}",
+                "variant %s on %s (%s): %s parameters in training (%s); epochs %d x %d steps, batch %d",
+                self.cfg.variant, self.device, precision, f"{sum(counts.values()):,}",
                 ", ".join(f"{k} {v:,}" for k, v in counts.items()),
                 self.cfg.train.epochs, self.cfg.train.steps_per_epoch, self.cfg.train.batch_size,
             )

@@ -1,0 +1,39 @@
+"""Mixed precision (``train.amp``): bf16 autocast on the devices that compute bf16 natively.
+
+Why: CUDA GPUs and CPUs with AMX tiles (Intel Xeon 4th generation and later) run the U-Net's convolutions in bf16
+well over 1.5x faster than in float32 (docs/RESULTS.md 6); on other CPUs bf16 is emulated and slower, so they keep
+float32. The losses, MLNGM and the gradient penalty's norm stay float32 either way (``lmisa.losses``).
+
+Example:
+    >>> import torch
+    >>> with autocast(torch.device("cpu"), enabled=False):
+    ...     torch.is_autocast_enabled("cpu")
+    False
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+__all__ = ["autocast", "bf16_native"]
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: any CUDA device, or a CPU with AMX tiles."""
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        try:
+            return bool(torch.cpu._is_amx_tile_supported())
+        except AttributeError:  # an older torch without the probe: stay in float32
+            return False
+    return False
+
+
+def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled`` and the device computes bf16 natively; else nothing."""
+    if enabled and bf16_native(device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
