@@ -16,7 +16,7 @@ from lmisa.errors import LmisaError
 from lmisa.real_prior import OrganShare
 from lmisa.training import train
 from conftest import train_cut_after_first_epoch
-from lmisa.training.checkpoint import load_checkpoint
+from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.trainer import Trainer
 
 LABELS = {"background": 0, "liver": 1, "right_kidney": 2, "left_kidney": 3, "spleen": 4}
@@ -107,6 +107,26 @@ def test_lmisa_trains_in_bf16_on_a_cpu_with_amx_unless_told_not_to(domains, tmp_
     assert f"on cpu ({precision})" in (run / "train.log").read_text()
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert all(torch.isfinite(torch.tensor(float(r[k]))) for r in rows for k in ("loss_total", "loss_critic"))
+
+
+@pytest.mark.parametrize("record", [True, False])
+def test_a_run_resumes_in_the_precision_it_started_in(domains, tmp_path: Path, monkeypatch, seen, record) -> None:
+    """Started in float32 (no AMX, or a checkpoint from before the precision was recorded): a resume on a CPU
+    with AMX stays float32, and says so."""
+    src, tgt = domains
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=TINY)
+    latest = tmp_path / "cut" / "checkpoints" / "latest.pt"
+    state = load_checkpoint(latest)
+    assert state["bf16"] is False
+    if not record:
+        del state["bf16"]
+        save_checkpoint(state, latest)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    run = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    assert seen["trainer"].use_amp is False
+    assert "resuming in float32, the precision the run started in" in (run / "train.log").read_text()
+    assert (run / "hardware.txt").read_text().strip().endswith("float32")
 
 
 def test_resume_equals_straight_run(domains, tmp_path: Path, monkeypatch) -> None:

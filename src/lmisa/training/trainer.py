@@ -590,6 +590,7 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
             "config": self.cfg.to_dict(),
             "plans": self.data.plans.to_json(),
+            "bf16": self.use_amp,
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -613,6 +614,17 @@ class Trainer:
             keep = ("epoch", "net", "ema", "config", "plans", "best_val")
             save_checkpoint({k: state[k] for k in keep if k in state}, ckpt / runfiles.BEST)
 
+    def keep_precision(self, started_bf16: bool | None) -> None:
+        """A resumed run goes on in the precision it started in (a checkpoint without the record predates
+        bf16 on CPUs: bf16 on CUDA only), as far as this device computes bf16 natively."""
+        if started_bf16 is None:
+            started_bf16 = self.cfg.train.amp and self.device.type == "cuda"
+        resumed = bool(started_bf16) and bf16_native(self.device)
+        if resumed != self.use_amp:
+            self.log.info("resuming in %s, the precision the run started in%s", "bf16" if resumed else "float32",
+                          "" if resumed == started_bf16 else " being bf16, which this device does not compute natively")
+            self.use_amp = resumed
+
     def load(self, path: Path) -> None:
         """Restore everything from a ``latest`` checkpoint so training continues where it stopped."""
         state = load_checkpoint(path, map_location=self.device)
@@ -630,6 +642,7 @@ class Trainer:
             self.match_real_prior(float(saved))  # the run goes on with the share it started with
         if state.get("critic_window") is not None and self.target_sampler is not None:
             self.target_sampler.restrict_to(state["critic_window"].to(self.device))
+        self.keep_precision(state.get("bf16"))
         self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.history = list(state["history"])
