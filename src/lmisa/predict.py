@@ -14,8 +14,9 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
    inside the volume, by the training code itself (:func:`lmisa.sampling.gather_slices`);
 3. MLNGM per channel for those runs, then :func:`lmisa.augment.standardise` (z-score per sample and
    channel): the trainer's ``represent``;
-4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast where the device computes it natively and the run trained with ``train.amp``: :mod:`lmisa.precision`),
-   optionally averaged over a few in-plane views (:mod:`lmisa.tta`, the run's ``post.tta``);
+4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast where the device computes it
+   natively and the run's ``train.amp`` allows it, as training: :mod:`lmisa.precision`), optionally
+   averaged over a few in-plane views (:mod:`lmisa.tta`, the run's ``post.tta``);
 5. softmax, :func:`lmisa.preprocess.restore_probabilities` back onto the image's own grid (outside
    the network's frame is background; resampled slices go back through-plane first), argmax;
 6. optionally :func:`lmisa.postprocess.keep_largest_component` per organ (default: the run's
