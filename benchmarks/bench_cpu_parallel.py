@@ -1,6 +1,6 @@
 """CPU training throughput: one run using every core against one single-thread run per core, side by side.
 
-    python benchmarks/bench_cpu_parallel.py [--size 96] [--batch 8] [--steps 20]
+    python benchmarks/bench_cpu_parallel.py [--size 96] [--batch 8] [--steps 20] [--amp on|off]
 
 Why `benchmarks/abdomen.py --quick` trains one run per core on a CPU: these small networks do not scale
 over threads. Times the real LMISA ``Trainer.train_step`` (bench_train.py) in fresh processes: first one
@@ -40,7 +40,8 @@ def worker(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         row = bench_train.bench("lmisa", argparse.Namespace(device="cpu", size=args.size, batch=args.batch,
-                                                            steps=args.steps, warmup=2), tmp, wait_for_start)
+                                                            steps=args.steps, warmup=2), tmp, wait_for_start,
+                                amp=args.amp == "on")
     print(json.dumps({"step_s": row["step_s"]}))
 
 
@@ -48,7 +49,7 @@ def launch(n: int, threads: int, args: argparse.Namespace) -> list[float]:
     """``n`` worker processes timed together, ``threads`` torch threads each; their seconds per step."""
     with tempfile.TemporaryDirectory() as sync:
         cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--size", str(args.size),
-               "--batch", str(args.batch), "--steps", str(args.steps), "--sync", sync]
+               "--batch", str(args.batch), "--steps", str(args.steps), "--amp", args.amp, "--sync", sync]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
         while len(list(Path(sync).glob("ready*"))) < n and all(p.poll() is None for p in procs):
@@ -65,6 +66,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--amp", choices=("on", "off"), default="on",
+                    help="train.amp: bf16 autocast where the CPU computes it natively (AMX), else float32")
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sync", default="", help=argparse.SUPPRESS)
@@ -78,7 +81,12 @@ def main() -> None:
     many = launch(cores, 1, args)
     rate_one = 1 / one[0]
     rate_many = sum(1 / s for s in many)
-    print(f"LMISA training step, batch {args.batch} + {args.batch}, {args.size}x{args.size}, {cores} cores "
+    import torch
+
+    from lmisa.precision import bf16_native
+
+    precision = "bf16" if args.amp == "on" and bf16_native(torch.device("cpu")) else "float32"
+    print(f"LMISA training step, batch {args.batch} + {args.batch}, {args.size}x{args.size}, {cores} cores, {precision} "
           f"({time.perf_counter() - t0:.0f} s in all)")
     print(f"1 process x {cores} threads: {one[0]:.3f} s/step, {rate_one:.2f} steps/s")
     print(f"{cores} processes x 1 thread: {', '.join(f'{s:.3f}' for s in many)} s/step, {rate_many:.2f} steps/s in all")

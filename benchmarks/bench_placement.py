@@ -76,7 +76,9 @@ def counts_segmentation_only(trainer: Trainer, index: torch.Tensor) -> torch.Ten
     step, counts = trainer.cfg.train.batch_size, []
     for start in range(0, len(index), step):
         x, _ = trainer.target_sampler.gather(index[start : start + step])
-        counts.append((segment_logits(net, trainer.represent(x)).argmax(1) > 0).flatten(1).sum(1))
+        x = trainer.represent(x)
+        with trainer.autocast():  # the precision of the trainer's own placement, so that only the path differs
+            counts.append((segment_logits(net, x).argmax(1) > 0).flatten(1).sum(1))
     return torch.cat(counts)
 
 
@@ -103,6 +105,7 @@ def measure(run: Path, stride: int, margin: float) -> dict:
         trainer = Trainer(cfg, data, Path(tmp), "cpu", progress=False, log=logging.getLogger("bench_placement"))
     state = load_checkpoint(run / "checkpoints" / "latest.pt", map_location="cpu")
     (trainer.ema if trainer.ema is not None else trainer.net).load_state_dict(state.get("ema", state["net"]))
+    trainer.keep_precision(state)  # the precision the run trained in
     slices = trainer.target_sampler.slices
     starts, lengths = slices.case_starts.tolist(), slices.case_lengths.tolist()
     span = cfg.loss.critic_window * data.region_span_mm

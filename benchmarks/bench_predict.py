@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = {}
     for _ in range(args.repeats):
         for b, amp in settings:
-            model.config.train.amp = amp
+            model.bf16 = amp
             start = time.perf_counter()
             labels[b, amp] = [predict_volume(model, image, device="cpu", batch_size=b) for image in images]
             seconds[b, amp].append(time.perf_counter() - start)
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
           f"bf16 native on this CPU: {bf16_native(torch.device('cpu'))}")
     for b, amp in settings:
         differ = sum(int((x != y).sum()) for x, y in zip(labels[b, amp], labels[first]))
-        print(f"batch {b:3d} {'bf16' if amp else 'float32':>7}: {min(seconds[b, amp]):6.1f} s "
+        bf16 = amp and bf16_native(torch.device("cpu"))
+        print(f"batch {b:3d} {'bf16' if bf16 else 'float32':>7}: {min(seconds[b, amp]):6.1f} s "
               f"(rounds {', '.join(f'{s:.1f}' for s in seconds[b, amp])}), "
               f"{min(seconds[first]) / min(seconds[b, amp]):.2f}x float32 batch {first[0]}, {differ} voxels differ")
 

@@ -8,6 +8,7 @@ modules named ``test_predict`` in a tests tree without ``__init__.py`` files, wh
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,23 @@ def test_load_run_rebuilds_the_network(run: Path, model: LoadedModel) -> None:
     latest = load_run(run, which="latest")
     assert latest.checkpoint.name == "latest.pt"
     assert load_run(run / "checkpoints" / "best.pt").plans == model.plans  # a checkpoint file works too
+
+
+def test_a_run_predicts_in_the_precision_it_trained_in(run: Path, tmp_path: Path) -> None:
+    """The checkpoint's record, else (saved before it) bf16 on CUDA only, told by the run's hardware.txt."""
+    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert load_run(run).bf16 is state["bf16"]
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    del state["bf16"]
+    torch.save(state, old / "checkpoints" / "best.pt")
+    (old / "hardware.txt").write_text("CPU x86_64, 2 cores (2 torch threads), torch 2.13.0+cpu\n")
+    assert load_run(old).bf16 is False
+    (old / "hardware.txt").write_text("NVIDIA H100 80GB HBM3, 16 CPU cores, torch 2.13.0\n")
+    assert load_run(old).bf16 is True
+    state["config"]["train"]["amp"] = False
+    torch.save(state, old / "checkpoints" / "best.pt")
+    assert load_run(old).bf16 is False
 
 
 def test_a_run_saved_before_online_mlngm_predicts_as_it_trained(run: Path, tmp_path: Path) -> None:

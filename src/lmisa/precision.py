@@ -14,14 +14,16 @@ Example:
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Mapping
 
 import torch
 
-__all__ = ["autocast", "bf16_native"]
+__all__ = ["autocast", "bf16_native", "trained_in_bf16"]
 
 
 def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware: any CUDA device, or a CPU with AMX tiles."""
+    """Whether bf16 autocast is worth it on ``device``: any CUDA device (as before; GPUs older than Ampere
+    emulate it), or a CPU with AMX tiles."""
     if device.type == "cuda":
         return True
     if device.type == "cpu":
@@ -37,3 +39,22 @@ def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManag
     if enabled and bf16_native(device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def trained_in_bf16(state: Mapping[str, Any], amp: bool, hardware: str | None = None) -> bool:
+    """Whether the run that saved checkpoint ``state`` (with ``train.amp`` = ``amp``) trained under bf16 autocast.
+
+    Checkpoints record it since bf16 on CPUs. Before, bf16 ran on CUDA only: a ``latest`` checkpoint tells by its
+    CUDA random state (empty when saved on a CPU), a ``best`` one, which keeps none, by the run's ``hardware.txt``
+    line (``hardware``); with neither, as ``amp`` asks.
+    """
+    if "bf16" in state:
+        return bool(state["bf16"])
+    if not amp:
+        return False
+    rng_cuda = state.get("rng_cuda")
+    if rng_cuda is not None:
+        return rng_cuda.numel() > 0
+    if hardware is not None:
+        return not hardware.startswith("CPU")
+    return True

@@ -15,7 +15,7 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
 3. MLNGM per channel for those runs, then :func:`lmisa.augment.standardise` (z-score per sample and
    channel): the trainer's ``represent``;
 4. ``net.forward_seg`` in batches under ``torch.inference_mode`` (bf16 autocast where the device computes it
-   natively and the run's ``train.amp`` allows it, as training: :mod:`lmisa.precision`), optionally
+   natively and the run trained in bf16, as its validation did: :mod:`lmisa.precision`), optionally
    averaged over a few in-plane views (:mod:`lmisa.tta`, the run's ``post.tta``);
 5. softmax, :func:`lmisa.preprocess.restore_probabilities` back onto the image's own grid (outside
    the network's frame is background; resampled slices go back through-plane first), argmax;
@@ -31,8 +31,8 @@ skipped and the others go on.
 
 Speed (measured once, a one-epoch run with the default network, 2.5D input with one context slice,
 256 x 256 frame; a 120 x 512 x 512 volume at 0.75 mm, ``predict_volume`` without file I/O): 0.27 s on
-one H100 (CUDA, bf16), 23.5 s on its 16 CPU cores. On CUDA the labels agreed with the CPU's, but that
-run predicted background only, so bf16 may still flip a few boundary voxels against fp32 on CPU.
+one H100 (CUDA, bf16), 23.5 s on its 16 CPU cores (float32: that CPU had no AMX). bf16 flips a few boundary
+voxels against float32: 0.03 % of them on two CT cases (docs/RESULTS.md 2ac).
 
 Example::
 
@@ -57,7 +57,7 @@ from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.nets import segment_logits
-from lmisa.precision import autocast
+from lmisa.precision import autocast, trained_in_bf16
 from lmisa.preprocess import Plans, SliceSet, prepare_image, resample_volume, restore_probabilities
 from lmisa.training.trainer import resolve_device
 from lmisa.tta import tta_probabilities, views_within
@@ -95,6 +95,8 @@ class LoadedModel:
     config: Config
     checkpoint: Path | None = None
     epoch: int | None = None
+    # the run trained under bf16 autocast: prediction does too, where the device computes it natively
+    bf16: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -169,7 +171,10 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         raise LmisaError(f"{path}: weights do not fit the network of its config ({first})") from None
     net.to(device).eval()
     epoch = state.get("epoch")
-    return LoadedModel(net=net, plans=plans, config=config, checkpoint=path, epoch=int(epoch) if epoch is not None else None)
+    hardware = path.parent.parent / runfiles.HARDWARE
+    bf16 = trained_in_bf16(state, config.train.amp, hardware.read_text() if hardware.is_file() else None)
+    return LoadedModel(net=net, plans=plans, config=config, checkpoint=path,
+                       epoch=int(epoch) if epoch is not None else None, bf16=bf16)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def predict_volume(
     )
     c = plans.context_slices
     offsets = torch.arange(-c, c + 1, device=device)
-    amp = autocast(device, model.config.train.amp)
+    amp = autocast(device, model.bf16)
     if dims == 3:
         result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size, represent)
         return _postprocess(result.reshape(array.shape), model, image, largest_component, caps)

@@ -38,7 +38,7 @@ from lmisa.losses import (
     to_critic_input,
 )
 from lmisa.nets import build_critic, count_parameters
-from lmisa.precision import autocast, bf16_native
+from lmisa.precision import autocast, bf16_native, trained_in_bf16
 from lmisa.sampling import SliceSampler, min_organ_pixels, organ_pixel_quantile, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
@@ -611,15 +611,14 @@ class Trainer:
         state = self.state()
         save_checkpoint(state, ckpt / runfiles.LATEST)
         if best:
-            keep = ("epoch", "net", "ema", "config", "plans", "best_val")
+            keep = ("epoch", "net", "ema", "config", "plans", "best_val", "bf16")
             save_checkpoint({k: state[k] for k in keep if k in state}, ckpt / runfiles.BEST)
 
-    def keep_precision(self, started_bf16: bool | None) -> None:
-        """A resumed run goes on in the precision it started in (a checkpoint without the record predates
-        bf16 on CPUs: bf16 on CUDA only), as far as this device computes bf16 natively."""
-        if started_bf16 is None:
-            started_bf16 = self.cfg.train.amp and self.device.type == "cuda"
-        resumed = bool(started_bf16) and bf16_native(self.device)
+    def keep_precision(self, state: dict[str, Any]) -> None:
+        """A resumed run goes on in the precision it started in (:func:`lmisa.precision.trained_in_bf16`), as far
+        as this device computes bf16 natively."""
+        started_bf16 = trained_in_bf16(state, self.cfg.train.amp)
+        resumed = started_bf16 and bf16_native(self.device)
         if resumed != self.use_amp:
             self.log.info("resuming in %s, the precision the run started in%s", "bf16" if resumed else "float32",
                           "" if resumed == started_bf16 else " being bf16, which this device does not compute natively")
@@ -642,7 +641,7 @@ class Trainer:
             self.match_real_prior(float(saved))  # the run goes on with the share it started with
         if state.get("critic_window") is not None and self.target_sampler is not None:
             self.target_sampler.restrict_to(state["critic_window"].to(self.device))
-        self.keep_precision(state.get("bf16"))
+        self.keep_precision(state)
         self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.history = list(state["history"])
