@@ -138,6 +138,8 @@ def test_a_run_predicts_in_the_precision_it_trained_in(run: Path, tmp_path: Path
     assert load_run(old).bf16 is False
     (old / "hardware.txt").write_text("NVIDIA H100 80GB HBM3, 16 CPU cores, torch 2.13.0\n")
     assert load_run(old).bf16 is True
+    (old / "hardware.txt").write_text("CPU x86_64, 2 cores (1 torch threads), torch 2.13.0+cpu, bf16 autocast\n")
+    assert load_run(old).bf16 is True
     state["config"]["train"]["amp"] = False
     torch.save(state, old / "checkpoints" / "best.pt")
     assert load_run(old).bf16 is False

@@ -46,7 +46,7 @@ def trained_in_bf16(state: Mapping[str, Any], amp: bool, hardware: str | None = 
 
     Checkpoints record it since bf16 on CPUs. Before, bf16 ran on CUDA only: a ``latest`` checkpoint tells by its
     CUDA random state (empty when saved on a CPU), a ``best`` one, which keeps none, by the run's ``hardware.txt``
-    line (``hardware``); with neither, as ``amp`` asks.
+    line (``hardware``: the precision it names, else the device); with neither, as ``amp`` asks.
     """
     if "bf16" in state:
         return bool(state["bf16"])
@@ -56,5 +56,8 @@ def trained_in_bf16(state: Mapping[str, Any], amp: bool, hardware: str | None = 
     if rng_cuda is not None:
         return rng_cuda.numel() > 0
     if hardware is not None:
-        return not hardware.startswith("CPU")
+        line = hardware.strip()
+        if line.endswith(("bf16 autocast", "float32")):  # the line names the precision since bf16 on CPUs
+            return line.endswith("bf16 autocast")
+        return not line.startswith("CPU")
     return True
