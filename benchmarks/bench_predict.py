@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> None:
             seconds[b, amp].append(time.perf_counter() - start)
     first = settings[0]
     voxels = sum(x.size for x in labels[first])
+    native = bf16_native(torch.device("cpu"))
     print(f"{len(images)} cases ({', '.join(p.name for p in paths)}), {voxels:,} voxels, {args.threads} torch threads, "
-          f"bf16 native on this CPU: {bf16_native(torch.device('cpu'))}")
+          f"bf16 native on this CPU: {native}")
     for b, amp in settings:
         differ = sum(int((x != y).sum()) for x, y in zip(labels[b, amp], labels[first]))
-        bf16 = amp and bf16_native(torch.device("cpu"))
-        print(f"batch {b:3d} {'bf16' if bf16 else 'float32':>7}: {min(seconds[b, amp]):6.1f} s "
+        print(f"batch {b:3d} {'bf16' if amp and native else 'float32':>7}: {min(seconds[b, amp]):6.1f} s "
               f"(rounds {', '.join(f'{s:.1f}' for s in seconds[b, amp])}), "
               f"{min(seconds[first]) / min(seconds[b, amp]):.2f}x float32 batch {first[0]}, {differ} voxels differ")
 

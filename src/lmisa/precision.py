@@ -18,7 +18,14 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["autocast", "bf16_native", "trained_in_bf16"]
+__all__ = ["autocast", "bf16_native", "precision_name", "trained_in_bf16"]
+
+BF16, FLOAT32 = "bf16 autocast", "float32"  # the names a run's hardware.txt ends with, since bf16 on CPUs
+
+
+def precision_name(bf16: bool) -> str:
+    """The precision as a run's ``hardware.txt`` and ``train.log`` name it (read back by :func:`trained_in_bf16`)."""
+    return BF16 if bf16 else FLOAT32
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -57,7 +64,7 @@ def trained_in_bf16(state: Mapping[str, Any], amp: bool, hardware: str | None = 
         return rng_cuda.numel() > 0
     if hardware is not None:
         line = hardware.strip()
-        if line.endswith(("bf16 autocast", "float32")):  # the line names the precision since bf16 on CPUs
-            return line.endswith("bf16 autocast")
+        if line.endswith((BF16, FLOAT32)):
+            return line.endswith(BF16)
         return not line.startswith("CPU")
     return True

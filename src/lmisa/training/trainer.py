@@ -38,7 +38,7 @@ from lmisa.losses import (
     to_critic_input,
 )
 from lmisa.nets import build_critic, count_parameters
-from lmisa.precision import autocast, bf16_native, trained_in_bf16
+from lmisa.precision import autocast, bf16_native, precision_name, trained_in_bf16
 from lmisa.sampling import SliceSampler, min_organ_pixels, organ_pixel_quantile, organ_slices
 from lmisa.training import run as runfiles
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
@@ -476,7 +476,7 @@ class Trainer:
         self.wall_before = self.history[-1]["wall_s"] if self.history else 0.0
         self.samples_per_step = self.cfg.train.batch_size * (2 if self.target_sampler is not None else 1)
         if self.is_main:
-            precision = "bf16 autocast" if self.use_amp else "float32"
+            precision = precision_name(self.use_amp)
             (self.run_dir / runfiles.HARDWARE).write_text(f"{describe_device(self.device)}, {precision}\n")
             counts = self.parameter_counts()
             write_text_atomic(self.run_dir / runfiles.PARAMS,
