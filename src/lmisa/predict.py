@@ -23,6 +23,9 @@ one :class:`~lmisa.io.MedicalImage` through exactly the steps that training used
    ``post.largest_component``), then optionally :func:`lmisa.extent.cap_extent`: each organ at most
    ``post.extent_margin`` times its longest extent in the source's training labels (the run's plans).
 
+An :class:`lmisa.ensemble.Ensemble` of runs that prepare images alike goes through the same steps, its members'
+probabilities (step 4) averaged before the argmax.
+
 ``predict_path`` does this for a NIfTI file, a folder of NIfTI files, a DICOM series folder (or a
 folder of DICOM series folders), or an nnU-Net raw data set root (``imagesTs`` if it holds images,
 else ``imagesTr``), writing ``<output_dir>/<case>.nii.gz`` (uint8, the input's affine and header).
@@ -48,7 +51,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -61,6 +64,9 @@ from lmisa.precision import autocast, trained_in_bf16
 from lmisa.preprocess import Plans, SliceSet, prepare_image, resample_volume, restore_probabilities
 from lmisa.training.trainer import resolve_device
 from lmisa.tta import tta_probabilities, views_within
+
+if TYPE_CHECKING:
+    from lmisa.ensemble import Ensemble
 
 __all__ = [
     "LoadedModel",
@@ -205,7 +211,7 @@ def default_batch_size(device: torch.device, dims: int) -> int:
 
 
 def predict_volume(
-    model: LoadedModel,
+    model: LoadedModel | Ensemble,
     image: MedicalImage,
     device: str | torch.device | None = None,
     batch_size: int | None = None,
@@ -215,6 +221,7 @@ def predict_volume(
 ) -> np.ndarray:
     """The label map of ``image`` on its own grid: uint8, the shape of ``image.array`` (``(Z, Y, X)``).
 
+    ``model``: one run, or an :class:`lmisa.ensemble.Ensemble` whose members' probabilities are averaged.
     ``device`` defaults to the model's device (the network is moved there if needed).
     ``largest_component`` None: the run's ``config.post.largest_component``.
     ``tta`` None: the run's ``config.post.tta`` (test-time augmentation, :mod:`lmisa.tta`; 2D runs only).
@@ -232,21 +239,24 @@ def predict_volume(
     caps = extent_caps(model, extent_margin)  # before any network time
     device = model.device if device is None else resolve_device(device)
     batch_size = batch_size or default_batch_size(device, dims)
-    net = model.net.to(device).eval()
+    members = _members(model)
+    segments = [_segmenter(m, device) for m in members]
     plans = model.plans
     array = np.asarray(image.array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise LmisaError(f"expected a non-empty 2D or 3D image, got shape {array.shape}")
-    from lmisa.training.data import network_input
 
-    def represent(x: torch.Tensor) -> torch.Tensor:
-        return network_input(x, model.config)
-
-    # a run that computed MLNGM per batch in training (online) gets intensities here, and MLNGM in represent
+    # a run that computed MLNGM per batch in training (online) gets intensities here, and MLNGM in its segmenter
     prepared = prepare_image(image, replace(plans, input="raw") if model.online_mlngm else plans, device=device)
     z = prepared.input.shape[0]
     # The training cache stores inputs as float16 and gather_slices returns float32: the same here.
     vol = torch.from_numpy(prepared.input.astype(np.float16)).to(device)
+    if dims == 3:
+        with torch.inference_mode():
+            total = sum(_patch_probabilities(seg, vol, tuple(m.config.data.patch), batch_size)
+                        for m, seg in zip(members, segments))
+            result = class_argmax(restore_probabilities(total / len(members), prepared)).cpu().numpy()
+        return _postprocess(result.reshape(array.shape), model, image, largest_component, caps)
     slices = SliceSet(
         inputs=vol,
         labels=None,
@@ -257,25 +267,18 @@ def predict_volume(
     )
     c = plans.context_slices
     offsets = torch.arange(-c, c + 1, device=device)
-    amp = autocast(device, model.bf16)
-    if dims == 3:
-        result = _predict_patches(net, vol, prepared, tuple(model.config.data.patch), amp, batch_size, represent)
-        return _postprocess(result.reshape(array.shape), model, image, largest_component, caps)
     out_yx = tuple(prepared.original_shape[-2:])
-
-    def segment(x: torch.Tensor) -> torch.Tensor:  # slices as training warped them -> float logits
-        x = represent(x)  # outside autocast, as in training
-        with amp:
-            return segment_logits(net, x).float()
-
-    aug = model.config.augment
-    views = views_within(aug.rotate_deg, aug.scale, aug.enabled)  # only what the run trained on
+    # each member averages only the views it trained on
+    views = [views_within(m.config.augment.rotate_deg, m.config.augment.scale, m.config.augment.enabled) for m in members]
     z_out = prepared.original_shape[0]
 
     def probabilities(start: int) -> torch.Tensor:  # (C, B, H, W) in the frame, slices start .. start + B
         idx = torch.arange(start, min(z, start + batch_size), device=device)
         x, _ = gather_slices(slices, idx, offsets, with_labels=False)
-        return (tta_probabilities(segment, x, views) if tta else torch.softmax(segment(x), dim=1)).transpose(0, 1)
+        total: torch.Tensor | float = 0.0
+        for segment, member_views in zip(segments, views):
+            total = total + (tta_probabilities(segment, x, member_views) if tta else torch.softmax(segment(x), dim=1))
+        return (total / len(members)).transpose(0, 1)
 
     def restore(probs: torch.Tensor) -> torch.Tensor:  # these B slices only: in-plane back to the image's grid
         return class_argmax(restore_probabilities(probs, replace(prepared, original_shape=(probs.shape[1], *out_yx))))
@@ -291,6 +294,28 @@ def predict_volume(
             for start in range(0, z_out, batch_size):
                 labels[start : start + batch_size] = restore(frame[:, start : start + batch_size])
     return _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, caps)
+
+
+def _members(model: LoadedModel | Ensemble) -> list[LoadedModel]:
+    """The runs whose probabilities a prediction averages: an ensemble's members, or the one run."""
+    return list(getattr(model, "members", [model]))
+
+
+def _segmenter(model: LoadedModel, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Slices (2D) or patches (3D) as training warped them -> float logits: the run's network input
+    (:func:`lmisa.training.data.network_input`, outside autocast as in training), then its network in the
+    precision it trained in."""
+    from lmisa.training.data import network_input
+
+    net = model.net.to(device).eval()
+    amp = autocast(device, model.bf16)
+
+    def segment(x: torch.Tensor) -> torch.Tensor:
+        x = network_input(x, model.config)
+        with amp:
+            return segment_logits(net, x).float()
+
+    return segment
 
 
 def _postprocess(
@@ -310,7 +335,7 @@ def _postprocess(
     return result
 
 
-def extent_caps(model: LoadedModel, extent_margin: float | None = None) -> dict[int, float]:
+def extent_caps(model: LoadedModel | Ensemble, extent_margin: float | None = None) -> dict[int, float]:
     """Label value -> the longest extent (mm) allowed: ``extent_margin`` (None: the run's
     ``post.extent_margin``) times the organ's longest extent in the run's training labels (an organ absent
     there gets no cap); empty when the margin is 0. A run trained before the extents were recorded has
@@ -323,33 +348,27 @@ def extent_caps(model: LoadedModel, extent_margin: float | None = None) -> dict[
         return {}
     extents = model.plans.organ_extent_mm
     if not extents:
-        where = f"{model.checkpoint}: " if model.checkpoint else ""
+        without = [m for m in _members(model) if not m.plans.organ_extent_mm]
+        checkpoint = without[0].checkpoint if without else model.checkpoint
+        where = f"{checkpoint}: " if checkpoint else ""
         raise LmisaError(f"{where}post.extent_margin {margin}: this run's plans hold no organ extents (trained before "
                          "they were recorded); predict with extent margin 0 or retrain")
     labels = model.plans.labels
     return {labels[name]: margin * mm for name, mm in extents.items() if name in labels and mm > 0}
 
 
-def _predict_patches(
-    net: torch.nn.Module, vol: torch.Tensor, prepared, patch: tuple[int, int, int], amp, batch_size: int,
-    represent: Callable[[torch.Tensor], torch.Tensor],
-) -> np.ndarray:
-    """3D runs: MONAI's sliding-window inference over the prepared volume, each window represented
-    as the training patches were, Gaussian-weighted overlaps; then back to the image's grid."""
+def _patch_probabilities(
+    segment: Callable[[torch.Tensor], torch.Tensor], vol: torch.Tensor, patch: tuple[int, int, int], batch_size: int,
+) -> torch.Tensor:
+    """3D runs: MONAI's sliding-window inference over the prepared volume (Gaussian-weighted overlaps of the
+    windows' logits), then softmax: ``(C, Z', H, W)`` on the prepared frame."""
     from monai.inferers import sliding_window_inference
 
-    def window(x: torch.Tensor) -> torch.Tensor:
-        x = represent(x)  # outside autocast, as in training
-        with amp:
-            return segment_logits(net, x).float()
-
-    with torch.inference_mode():
-        logits = sliding_window_inference(
-            vol.float()[None, None], roi_size=patch, sw_batch_size=max(1, batch_size // 8),
-            predictor=window, overlap=0.5, mode="gaussian", padding_mode="replicate",  # like training
-        )
-        probs = torch.softmax(logits[0], dim=0)  # (C, Z', H, W)
-        return class_argmax(restore_probabilities(probs, prepared)).cpu().numpy()
+    logits = sliding_window_inference(
+        vol.float()[None, None], roi_size=patch, sw_batch_size=max(1, batch_size // 8),
+        predictor=segment, overlap=0.5, mode="gaussian", padding_mode="replicate",  # like training
+    )
+    return torch.softmax(logits[0], dim=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -474,7 +493,7 @@ def _one_line(exc: BaseException, path: Path) -> str:
 
 
 def predict_path(
-    model: LoadedModel,
+    model: LoadedModel | Ensemble,
     input: str | Path,
     output_dir: str | Path,
     overwrite: bool = False,

@@ -14,7 +14,11 @@ from lmisa.errors import LmisaError
 @app.command()
 @user_errors
 def predict(
-    model: Path = typer.Option(..., "--model", "-m", help="Run folder made by `lmisa train` (or a checkpoint .pt)."),
+    model: list[Path] = typer.Option(
+        ..., "--model", "-m",
+        help="Run folder made by `lmisa train` (or a checkpoint .pt). Given several times: an ensemble, the runs' "
+             "probabilities averaged (they must prepare images alike, e.g. seeds of one configuration).",
+    ),
     input: Path = typer.Option(
         ..., "--input", "-i",
         help="A NIfTI file, a folder of NIfTI files, a DICOM series folder, or an nnU-Net data set root (imagesTs, else imagesTr).",
@@ -41,13 +45,14 @@ def predict(
     report: bool = typer.Option(False, "--report", help="Also write a visual report (images and predictions) into OUTPUT/report."),
 ) -> None:
     """Segment volumes with a trained run; exit code 1 if any input failed."""
-    from lmisa.predict import load_run, predict_path
+    from lmisa.ensemble import load_ensemble
+    from lmisa.predict import predict_path
 
     if checkpoint not in ("best", "latest"):
         raise LmisaError(f"--checkpoint must be best or latest, got {checkpoint!r}")
     if no_postprocess and extent_margin:
         raise LmisaError("--no-postprocess keeps every organ's full extent: leave out --extent-margin")
-    loaded = load_run(model, which=checkpoint, device=device)
+    loaded = load_ensemble(model, which=checkpoint, device=device)
     result = predict_path(
         loaded,
         input,
@@ -62,7 +67,7 @@ def predict(
     for path, msg in result.failed:
         err_console.print(f"[red]{escape(str(path))}: {escape(msg)}[/]", highlight=False, soft_wrap=True)
     if report:
-        _write_report(model, output, input, overwrite)
+        _write_report(model[0], output, input, overwrite)  # training curves: the first run's
     style = "red" if result.failed else ("green" if result.written else "yellow")
     console.print(f"[{style}]{escape(result.summary())}[/] ({result.seconds:.1f} s)", highlight=False, soft_wrap=True)
     if result.failed:
