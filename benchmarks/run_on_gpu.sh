@@ -17,6 +17,8 @@
 #   back as results_b.{json,md}, its logs in runs.tgz under b/, and the pictures stay behind (8 files at most).
 #   LABEL_FREE=1: after evaluating, benchmarks/label_free.py measures every finished `lmisa` run of each arm on
 #   the target's training images (no target label) into label_free.json, for a rule written before the runs.
+#   ENSEMBLE=1: then, for each variant with two or more finished seeds, benchmarks/ensemble_check.py scores the seeds
+#   alone and as one ensemble on the test cases (read afterwards), into log.txt.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -109,6 +111,21 @@ if [ "${LABEL_FREE:-0}" = 1 ]; then  # label-free measures on the target's train
   python3 benchmarks/label_free.py $ARMS --variants lmisa --out "$OUT/label_free.json" --device "${DEVICE:-cuda}" \
     --parallel "${EVAL_PARALLEL:-8}" 2>&1 | tee -a "$LOG"
   echo "label-free phase wall: $(( $(date +%s) - t3 )) s" | tee -a "$LOG"
+fi
+if [ "${ENSEMBLE:-0}" = 1 ] && [ -d .devdata/abdomen_test ]; then  # each variant's finished seeds as one ensemble
+  t4=$(date +%s)                                                      # (read afterwards: the test labels)
+  for arm in $ARMS; do
+    for pair in MR2CT:CT_BTCV_test CT2MR:MR_CHAOS_T2_test; do
+      for vdir in "$arm/runs/${pair%%:*}"/*/; do
+        seeds=$(for done in "$vdir"seed*/DONE; do [ -e "$done" ] && dirname "$done"; done)
+        [ "$(echo $seeds | wc -w)" -ge 2 ] || continue
+        echo "ensemble of $(echo $seeds | wc -w) seeds: $vdir" | tee -a "$LOG"
+        python3 benchmarks/ensemble_check.py $seeds --test "$B/data/${pair#*:}" --device "${DEVICE:-cuda}" \
+          --out /tmp/ensemble.json 2>&1 | tee -a "$LOG"
+      done
+    done
+  done
+  echo "ensemble phase wall: $(( $(date +%s) - t4 )) s" | tee -a "$LOG"
 fi
 [ "${PACK_RUNS:-0}" = 1 ] && python3 benchmarks/compact_data.py pack-runs "$B/runs" "$OUT" --max-mb 15 | tee -a "$LOG"
 echo "total wall: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
