@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from lmisa.ensemble import load_ensemble
-from lmisa.predict import load_run, predict_path
+from lmisa.predict import predict_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tta_check import PROTOCOLS, scores  # noqa: E402
@@ -42,8 +42,8 @@ def check(runs: list[Path], data: Path, work: Path, device: str = "cpu") -> dict
             raise SystemExit(f"error: {run}: not a finished run (no DONE)")
     ensemble = load_ensemble(runs, "best", device=device)  # refuses runs that prepare images differently, first
     row: dict = {"runs": [str(r) for r in runs], "test": str(data)}
-    for i, run in enumerate(runs):
-        row.update(timed_scores(load_run(run, "best", device=device), data, work, f"member{i}", device))
+    for i, member in enumerate(ensemble.members):
+        row.update(timed_scores(member, data, work, f"member{i}", device))
     row.update(timed_scores(ensemble, data, work, "ensemble", device))
     return row
 

@@ -117,10 +117,10 @@ if [ "${ENSEMBLE:-0}" = 1 ] && [ -d .devdata/abdomen_test ]; then  # each varian
   for arm in $ARMS; do
     for pair in MR2CT:CT_BTCV_test CT2MR:MR_CHAOS_T2_test; do
       for vdir in "$arm/runs/${pair%%:*}"/*/; do
-        seeds=$(for done in "$vdir"seed*/DONE; do [ -e "$done" ] && dirname "$done"; done)
-        [ "$(echo $seeds | wc -w)" -ge 2 ] || continue
-        echo "ensemble of $(echo $seeds | wc -w) seeds: $vdir" | tee -a "$LOG"
-        python3 benchmarks/ensemble_check.py $seeds --test "$B/data/${pair#*:}" --device "${DEVICE:-cuda}" \
+        seeds=(); for finished in "$vdir"seed*/DONE; do [ -e "$finished" ] && seeds+=("${finished%/DONE}"); done
+        [ ${#seeds[@]} -ge 2 ] || continue
+        echo "ensemble of ${#seeds[@]} seeds: $vdir" | tee -a "$LOG"
+        python3 benchmarks/ensemble_check.py "${seeds[@]}" --test "$B/data/${pair#*:}" --device "${DEVICE:-cuda}" \
           --out /tmp/ensemble.json 2>&1 | tee -a "$LOG"
       done
     done

@@ -92,6 +92,28 @@ def test_test_time_augmentation_runs_every_member_over_its_views() -> None:
     assert [m.net.calls for m in ensemble.members] == [5, 5]
 
 
+def test_each_member_averages_only_the_views_it_trained_on() -> None:
+    rigid = _constant([0.2, 0.5, 0.3])
+    rigid.config.augment.enabled = False  # trained without rotations or zooms: the identity view only
+    ensemble = Ensemble([_constant([0.2, 0.5, 0.3]), rigid])
+    predict_volume(ensemble, _image(), tta=True)
+    assert [m.net.calls for m in ensemble.members] == [5, 1]
+
+
+def test_post_processing_follows_the_first_run(monkeypatch) -> None:
+    import lmisa.postprocess
+
+    calls = []
+    monkeypatch.setattr(lmisa.postprocess, "keep_largest_component",
+                        lambda labels, classes: calls.append(list(classes)) or labels)
+    first, second = _constant([0.2, 0.5, 0.3]), _constant([0.2, 0.5, 0.3])
+    first.config.post.largest_component = True
+    predict_volume(Ensemble([first, second]), _image())
+    assert calls == [[1, 2]]
+    predict_volume(Ensemble([second, first]), _image())
+    assert calls == [[1, 2]]  # this ensemble's first run keeps every component
+
+
 def test_copies_of_one_run_predict_what_the_run_predicts(runs: tuple[Path, Path], tmp_path: Path) -> None:
     run, _ = runs
     copy = tmp_path / "copy"
@@ -115,6 +137,10 @@ def test_one_run_is_loaded_as_itself(runs: tuple[Path, Path]) -> None:
 def test_runs_that_prepare_images_differently_are_refused() -> None:
     with pytest.raises(LmisaError, match=r"prepares images unlike .*spacing \(2\.5, 2\.5\) against \(1\.5, 1\.5\)"):
         Ensemble([_constant([0.2, 0.5, 0.3]), _constant([0.2, 0.5, 0.3], spacing=(2.5, 2.5))])
+    other_labels = _constant([0.2, 0.5, 0.3])
+    other_labels.plans.labels = {"background": 0, "liver": 1, "kidney": 2}
+    with pytest.raises(LmisaError, match="labels"):
+        Ensemble([_constant([0.2, 0.5, 0.3]), other_labels])
     with pytest.raises(LmisaError, match="at least two runs"):
         Ensemble([_constant([0.2, 0.5, 0.3])])
 
