@@ -2,8 +2,8 @@
 
 Why: nnU-Net users predict with an ensemble of their folds, and runs that differ only by seed disagree most where
 each is unsure (a spurious blob, an organ's border); averaging their probabilities keeps what they agree on.
-An ensemble is a prediction-time choice and reads no label: any runs trained on the same source labels may be
-combined, for example the seeds of one configuration (``lmisa predict -m runs/s0 -m runs/s1 -m runs/s2``).
+An ensemble is a prediction-time choice and reads no label: any runs that prepare images alike may be combined,
+for example the seeds of one configuration (``lmisa predict -m runs/s0 -m runs/s1 -m runs/s2``).
 
 The members must prepare images identically (the same plans but the organ extents, and MLNGM computed the same
 way), so their probabilities share one frame and are averaged there, batch by batch, with no extra memory on the
@@ -93,6 +93,7 @@ class Ensemble:
 
 
 def _where(model: LoadedModel) -> str:
+    """The run folder (or checkpoint file) a member was loaded from, for error messages."""
     if model.checkpoint is None:
         return "a run"
     return str(model.checkpoint.parent.parent) if model.checkpoint.parent.name == "checkpoints" else str(model.checkpoint)
