@@ -96,7 +96,10 @@ def _where(model: LoadedModel) -> str:
     """The run folder (or checkpoint file) a member was loaded from, for error messages."""
     if model.checkpoint is None:
         return "a run"
-    return str(model.checkpoint.parent.parent) if model.checkpoint.parent.name == "checkpoints" else str(model.checkpoint)
+    from lmisa.training.run import CKPT_DIR
+
+    in_run = model.checkpoint.parent.name == CKPT_DIR
+    return str(model.checkpoint.parent.parent if in_run else model.checkpoint)
 
 
 def load_ensemble(
