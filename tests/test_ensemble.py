@@ -148,6 +148,9 @@ def test_runs_that_prepare_images_differently_are_refused() -> None:
 def test_a_run_given_twice_or_none_is_refused(runs: tuple[Path, Path]) -> None:
     with pytest.raises(LmisaError, match="given twice"):
         load_ensemble([runs[0], runs[1], runs[0] / "."])
+    with pytest.raises(LmisaError, match="given twice"):  # a run folder and its own checkpoint file
+        load_ensemble([runs[0], runs[0] / "checkpoints" / "best.pt"])
+    assert len(load_ensemble([runs[0], runs[0] / "checkpoints" / "latest.pt"]).members) == 2  # best and latest differ
     with pytest.raises(LmisaError, match="no run given"):
         load_ensemble([])
 

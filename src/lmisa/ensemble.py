@@ -110,10 +110,12 @@ def load_ensemble(
     given twice, or when a run prepares images unlike the first."""
     if not runs:
         raise LmisaError("no run given: name at least one run folder")
+    from lmisa.training.run import CKPT_DIR
+
     paths = [Path(r) for r in runs]
     seen: dict[Path, Path] = {}
-    for p in paths:
-        key = p.resolve()
+    for p in paths:  # a run folder and its own checkpoint file are the same member
+        key = (p / CKPT_DIR / f"{which}.pt" if p.is_dir() else p).resolve()
         if key in seen:
             raise LmisaError(f"{p}: given twice (as {seen[key]}); an ensemble's runs must differ")
         seen[key] = p
