@@ -299,3 +299,12 @@ def test_link_subset_refuses_a_folder_holding_other_cases(nnunet_factory, tmp_pa
         link_subset(src, tmp_path / "sub", ["case_000"])
     unlabelled = link_subset(src, tmp_path / "unl", ["case_002"], with_labels=False)
     assert not (unlabelled / "labelsTr").exists()
+
+
+def test_an_nnunet_v1_label_table_is_named_as_such(nnunet_factory) -> None:
+    root = nnunet_factory("v1", n_cases=1)
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"] = {"0": "background", "1": "organ"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    p = _one(check_domain(root), root / "dataset.json", "nnU-Net v1")
+    assert '{"background": 0, "organ": 1}' in p.message

@@ -158,6 +158,19 @@ def test_geometry_mismatch_names_the_file(dataset, tmp_path):
         evaluate_folders(pred, dataset, out_dir=tmp_path / "o2", progress=False)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_case_that_cannot_be_scored_is_named(dataset, tmp_path, workers):
+    pred = copy_predictions(dataset, tmp_path / "pred")
+    ref = read_label(pred / "case_000.nii.gz")
+    write_image(pred / "case_000.nii.gz", MedicalImage(ref.array[:, :, :-1], ref.affine), overwrite=True)
+    (pred / "case_002.nii.gz").write_bytes((pred / "case_002.nii.gz").read_bytes()[:40])  # truncated
+    with pytest.raises(LmisaError, match="2 case") as err:
+        evaluate_folders(pred, dataset, out_dir=tmp_path / "out", progress=False, workers=workers)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3 and "case_000.nii.gz: shape" in lines[1] and "case_002.nii.gz" in lines[2]
+    assert not (tmp_path / "out").exists()
+
+
 def test_never_overwrites_unless_asked(dataset, tmp_path):
     pred = copy_predictions(dataset, tmp_path / "pred")
     evaluate_folders(pred, dataset, progress=False)  # default out_dir: the prediction folder

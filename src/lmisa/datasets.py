@@ -96,7 +96,11 @@ def _read_dataset_json(root: Path) -> tuple[dict | None, list[Problem]]:
         problems.append(Problem(path, 'no "labels" (expected e.g. {"background": 0, "liver": 1})'))
     else:
         bad = {k: v for k, v in labels.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0}
-        if bad:
+        if bad and all(str(k).isdigit() and isinstance(v, str) for k, v in labels.items()):
+            flipped = {v: int(k) for k, v in labels.items()}
+            problems.append(Problem(path, f'"labels" is written value: name, as in nnU-Net v1; v2 (and lmisa) '
+                                          f'write name: value, e.g. {json.dumps(flipped)}'))
+        elif bad:
             problems.append(
                 Problem(path, f'"labels" values must be non-negative integers (region-based labels are not supported): {bad}')
             )
@@ -457,7 +461,10 @@ def _scan_folder(
 
 
 def raise_problems(problems: Sequence[object], what: str) -> None:
-    """Raise one LmisaError listing ``problems`` (each names its file), headed by ``what``; nothing if none."""
+    """Raise one LmisaError listing ``problems`` (each names its file), headed by ``what``; nothing if none.
+    A single problem is the whole message, on one line."""
+    if len(problems) == 1:
+        raise LmisaError(str(problems[0]))
     if problems:
         lines = "\n".join(str(p) for p in problems)
         raise LmisaError(f"{what}: {len(problems)} problem(s) found\n{lines}")

@@ -70,7 +70,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -540,13 +540,23 @@ def evaluate_folders(
         disable=not progress,
         transient=True,
     )
+    failed: list[str] = []  # one line per case that cannot be scored; every case is tried first
+
+    def collect(outcome: Callable[[], tuple]) -> None:
+        nonlocal errors
+        try:
+            case, res, _, counts = outcome()
+        except LmisaError as exc:
+            failed.append(str(exc))
+            return
+        results[case] = res
+        errors += counts
+
     with bar:
         task = bar.add_task("evaluating", total=len(jobs))
         if n_workers == 1:
             for job in jobs:
-                case, res, _, counts = _evaluate_one(*job)
-                results[case] = res
-                errors += counts
+                collect(lambda: _evaluate_one(*job))
                 bar.advance(task)
         else:
             import multiprocessing as mp
@@ -554,15 +564,16 @@ def evaluate_folders(
             with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
                 futures = [pool.submit(_evaluate_one, *job) for job in jobs]
                 try:
-                    for fut in futures:  # in case order, so the first failing case is the one reported
-                        case, res, _, counts = fut.result()
-                        results[case] = res
-                        errors += counts
+                    for fut in futures:  # in case order, so problems are listed by case
+                        collect(fut.result)
                         bar.advance(task)
                 except BaseException:
                     for f in futures:
                         f.cancel()
                     raise
+    if failed:
+        raise EvaluationError(failed[0] if len(failed) == 1 else
+                              f"{pred_dir}: {len(failed)} case(s) could not be scored\n" + "\n".join(failed))
 
     if fixed_labels is None:  # labels from the values found: a value absent in both maps of a case is "both empty"
         values = sorted({int(s.split("_", 1)[1]) for res in results.values() for s in res})

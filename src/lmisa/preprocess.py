@@ -227,11 +227,18 @@ def prepare_image(image: MedicalImage, plans: Plans, device: str | torch.device 
 
 def prepare_label(label: MedicalImage, plans: Plans) -> np.ndarray:
     """Nearest-neighbour resample and crop/pad a label map like prepare_image does the image."""
+    return _framed_label(label, plans)[0]
+
+
+def _framed_label(label: MedicalImage, plans: Plans) -> tuple[np.ndarray, float]:
+    """:func:`prepare_label`, and the share of the resampled label's organ voxels that the crop left out."""
     array = label.array if label.array.ndim == 3 else label.array[None]
     shape = plans.target_shape(array.shape, label.spacing if label.array.ndim == 3 else (1.0, *label.spacing))
     resampled = _resample(torch.from_numpy(np.ascontiguousarray(array)), shape, "nearest")
     framed, _ = crop_or_pad(resampled, plans.size, 0)
-    return framed.numpy().astype(np.uint8)
+    organ = int(torch.count_nonzero(resampled))
+    cut = 1.0 - int(torch.count_nonzero(framed)) / organ if organ else 0.0
+    return framed.numpy().astype(np.uint8), cut
 
 
 def restore_probabilities(probs: torch.Tensor, prepared: PreparedVolume) -> torch.Tensor:
@@ -315,9 +322,24 @@ def cache_case(image_path: Path, label_path: Path | None, out: Path, plans: Plan
     prepared = prepare_image(image, plans)
     arrays = {"input": prepared.input.astype(np.float16)}
     if label_path is not None:
-        arrays["label"] = prepare_label(read_label(label_path), plans)
+        arrays["label"], cut = _framed_label(read_label(label_path), plans)
+        arrays[LABEL_CUT] = np.float32(cut)
     _save_npz_atomic(out, **arrays)
     return out
+
+
+LABEL_CUT = "label_cut"  # in a cached case: the share of its organ voxels outside data.size's frame
+
+
+def label_cut_shares(files: dict[str, Path]) -> dict[str, float]:
+    """Each cached labelled case's share of organ voxels that the crop to ``data.size`` left out (cases cached
+    before the share was recorded are absent)."""
+    shares = {}
+    for name, path in files.items():
+        with np.load(path) as npz:
+            if LABEL_CUT in npz:
+                shares[name] = float(npz[LABEL_CUT])
+    return shares
 
 
 def _try_cache_case(job: tuple) -> str:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from lmisa.cli import app
@@ -57,14 +58,29 @@ def test_stopped_before_its_first_epoch_the_same_command_starts_again(nnunet_fac
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
 
 
-def test_a_start_refused_for_bad_data_can_be_run_again_once_fixed(nnunet_factory, tmp_path: Path, monkeypatch) -> None:
+def test_a_start_refused_for_bad_data_leaves_no_folder_and_runs_once_fixed(nnunet_factory, tmp_path: Path, monkeypatch) -> None:
     args = _tiny_train_args(nnunet_factory, tmp_path, monkeypatch) + ["--out", str(tmp_path / "run")]
     label = Path(args[args.index("--source") + 1]) / "labelsTr" / "case_000.nii.gz"
     saved = label.read_bytes()
     label.write_bytes(saved[:40])  # truncated: refused before training
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "case_000" in refused.output
-    assert (tmp_path / "run" / "train.log").exists()  # the refused start left its folder
+    assert not (tmp_path / "run").exists()  # refused before a run folder is made
     label.write_bytes(saved)
     fixed = runner.invoke(app, args)
     assert fixed.exit_code == 0, fixed.output
+
+
+def test_print_config_shows_the_resolved_config_without_data(tmp_path: Path) -> None:
+    printed = runner.invoke(app, ["train", "--print-config", "--variant", "source_only", "--epochs", "7"])
+    assert printed.exit_code == 0, printed.output
+    cfg = Config.from_dict(yaml.safe_load(printed.output))
+    assert cfg.variant == "source_only" and cfg.train.epochs == 7
+    missing = runner.invoke(app, ["train", "--target", str(tmp_path)])
+    assert missing.exit_code == 1 and "--source is required" in missing.output
+
+
+def test_zero_epochs_are_refused(tmp_path: Path) -> None:
+    refused = runner.invoke(app, ["train", "--source", str(tmp_path / "none"), "--epochs", "0", "--out",
+                                  str(tmp_path / "run")])
+    assert refused.exit_code == 1 and "train.epochs 0" in refused.output and not (tmp_path / "run").exists()

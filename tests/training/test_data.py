@@ -168,3 +168,60 @@ def test_auto_real_prior_uses_the_target_estimate_only_where_it_is_higher(domain
     assert "real_prior auto: the target scans are estimated at 50 %, the source scans at 90 %" in caplog.text
     paper_like = _cfg(loss={"real_prior": "auto", "real_uniform": False})
     assert prepare_training_data(paper_like, src, tgt, progress=False).organ_share is None
+
+
+# --- inputs refused before a run folder exists -------------------------------------------------------------------
+
+
+def _no_run_folder_after(run: Path, message: str, *args, **kwargs) -> None:
+    with pytest.raises(LmisaError, match=message) as err:
+        train(*args, out=run, progress=False, **kwargs)
+    assert "\n" not in str(err.value) and not run.exists()
+
+
+def test_an_adapting_variant_without_a_target_is_refused(domains, tmp_path: Path) -> None:
+    src, _ = domains
+    _no_run_folder_after(tmp_path / "run", "variant lmisa needs the target domain's images: give --target",
+                         src, None, variant="lmisa", overrides={"data": DATA})
+
+
+def test_a_target_label_table_that_contradicts_the_sources_is_refused(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    meta = json.loads((tgt / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "spleen": 1, "liver": 2}
+    (tgt / "dataset.json").write_text(json.dumps(meta))
+    _no_run_folder_after(tmp_path / "run", r"dataset.json: labels differ from the source's \(spleen: 1 \(source: 2\)",
+                         src, tgt, variant="lmisa", overrides={"data": DATA})
+    meta["labels"] = {"bg": 0, "liver": 1}  # fewer labels, background named otherwise: the same values
+    (tgt / "dataset.json").write_text(json.dumps(meta))
+    from lmisa.datasets import Domain
+    from lmisa.training.data import label_table_problems
+
+    assert label_table_problems(Domain.open(src), Domain.open(tgt)) == []
+
+
+def test_a_target_stored_in_other_voxel_axes_is_refused(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    image = tgt / "imagesTr" / "case_001_0000.nii.gz"
+    for path in (image, tgt / "labelsTr" / "case_001.nii.gz"):
+        img = nib.load(path)
+        flipped = img.affine.copy()
+        flipped[0, 0] = -flipped[0, 0]
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), flipped), path)
+    _no_run_folder_after(tmp_path / "run", f"{image}: voxel axes LAS differ from case_000_0000.nii.gz's RAS",
+                         src, tgt, variant="lmisa", overrides={"data": DATA})
+
+
+def test_an_unknown_device_is_one_line_before_any_work(domains, tmp_path: Path) -> None:
+    src, _ = domains
+    _no_run_folder_after(tmp_path / "run", "--device gpu: not a device name", src, None, variant="source_only",
+                         device="gpu", overrides={"data": DATA})
+
+
+def test_a_crop_that_cuts_organs_from_labelled_cases_is_named_in_the_log(domains, caplog) -> None:
+    src, tgt = domains
+    log = logging.getLogger("test")
+    prepare_training_data(_cfg(), src, tgt, progress=False, log=log)  # 24 x 24 holds the 20 x 20 cases whole
+    assert "the crop cuts organ voxels" not in caplog.text
+    prepare_training_data(_cfg(data={**DATA, "size": [8, 8]}), src, tgt, progress=False, log=log)
+    assert "data.size 8x8 at 1.5x1.5 mm frames 12 x 12 mm: the crop cuts organ voxels from 3 of 3" in caplog.text

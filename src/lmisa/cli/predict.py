@@ -38,7 +38,7 @@ def predict(
     ),
     tta: bool | None = typer.Option(
         None, "--tta/--no-tta",
-        help="Average over 5 rotated / zoomed views of each slice (5x slower; default: the run's post.tta).",
+        help="Average over 5 rotated / zoomed views of each slice (about 4.5x slower; default: the run's post.tta, off unless the run set it).",
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Slices per forward pass (default: 8 on a CPU, 32 on a GPU)."),

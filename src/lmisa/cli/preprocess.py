@@ -15,7 +15,7 @@ from lmisa.cli.app import app, console, user_errors
 def preprocess(
     dataset: Path = typer.Argument(..., help="nnU-Net raw data set (or a folder of NIfTI images)."),
     out: Path = typer.Argument(..., help="Cache folder: one <case>.npz per case, plus plans.json."),
-    spacing: Optional[tuple[float, float]] = typer.Option(None, "--spacing", help="In-plane spacing (sy sx) in mm; default: the data set's median."),
+    spacing: Optional[tuple[float, float]] = typer.Option(None, "--spacing", metavar="SY SX", help="In-plane spacing in mm, two numbers (--spacing 1.5 1.5); default: the data set's median."),
     size: tuple[int, int] = typer.Option((256, 256), "--size", help="In-plane size after resampling (crop/pad)."),
     input_kind: str = typer.Option("mlngm", "--input", help="mlngm or raw (normalised intensities)."),
     levels: int = typer.Option(4, "--levels", help="MLNGM levels."),

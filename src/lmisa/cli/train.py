@@ -9,13 +9,14 @@ import typer
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.config import VARIANTS
+from lmisa.errors import LmisaError
 from lmisa.training.run import CKPT_DIR, LATEST
 
 
 @app.command()
 @user_errors
 def train(
-    source: Path = typer.Option(..., "--source", "-s", help="Labelled source data set (nnU-Net raw layout)."),
+    source: Optional[Path] = typer.Option(None, "--source", "-s", help="Labelled source data set (nnU-Net raw layout); required to train.", show_default=False),
     target: Optional[Path] = typer.Option(None, "--target", "-t", help="Unlabelled target data set (its labels are never read, except by --variant supervised)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; unset keys keep the defaults."),
     dims: Optional[int] = typer.Option(None, "--dims", help="2 (slices) or 3 (patches)."),
@@ -30,8 +31,13 @@ def train(
         None, "--pseudo-labels",
         help="Self-training: a folder of label maps of the target training cases made by a trained run "
              "(`lmisa predict -m RUN -i TARGET -o FOLDER`); sets data.pseudo_labels."),
+    print_config: bool = typer.Option(
+        False, "--print-config",
+        help="Print the config these options resolve to (defaults, --config, --variant, overrides) as YAML and exit; "
+             "nothing is read or trained. Save it, edit it, pass it back with --config."),
 ) -> None:
     """Train LMISA: MLNGM input, segmentation + reconstruction, shape critic."""
+    from lmisa.training import resolve_config
     from lmisa.training import train as run_training
 
     overrides: dict = {}
@@ -40,6 +46,11 @@ def train(
             overrides.setdefault("train", {})[key] = value
     if pseudo_labels is not None:
         overrides.setdefault("data", {})["pseudo_labels"] = str(pseudo_labels)
+    if print_config:
+        typer.echo(resolve_config(config, variant, dims, device, overrides or None).to_yaml(), nl=False)
+        return
+    if source is None:
+        raise LmisaError("--source is required: the labelled data set to train on")
     if resume and overrides:
         console.print("[yellow]note:[/] --resume keeps the run's saved config; --epochs/--steps-per-epoch/--seed/"
                       "--pseudo-labels are ignored")

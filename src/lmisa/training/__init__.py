@@ -41,6 +41,9 @@ def resolve_config(
         cfg.train.dims = dims
     if device is not None:
         cfg.train.device = device
+    if cfg.train.epochs < 1 or cfg.train.steps_per_epoch < 1:
+        raise LmisaError(f"train.epochs {cfg.train.epochs} x steps_per_epoch {cfg.train.steps_per_epoch}: both must be "
+                         "at least 1")
     if cfg.train.dims not in (2, 3):
         raise LmisaError(f"--dims {cfg.train.dims}: choose 2 (slices) or 3 (patches)")
     if cfg.data.spacing_z is not None and not cfg.data.spacing_z > 0:
@@ -101,7 +104,7 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
 def _train_holding(source, target, out, config, variant, dims, device, resume, progress, overrides, ctx, held) -> Path:
     from lmisa.preprocess import Plans
     from lmisa.training import run as runfiles
-    from lmisa.training.data import prepare_training_data
+    from lmisa.training.data import check_training_inputs, prepare_training_data
     from lmisa.training.trainer import resolve_device
     from lmisa.training.variants import trainer_class
 
@@ -120,6 +123,9 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         cfg = resolve_config(config, variant, dims, device, overrides)
         if cfg.data.pseudo_labels:  # saved absolute: a resume from another folder finds the same maps
             cfg.data.pseudo_labels = str(Path(cfg.data.pseudo_labels).resolve())
+        if ctx is None:
+            resolve_device(cfg.train.device)  # an unknown or absent device is refused before any work
+        check_training_inputs(cfg, source, target)  # bad input is refused before a run folder exists
         run_dir = Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant)
         if is_main:
             runfiles.prepare_run_dir(run_dir, False)
@@ -130,7 +136,7 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
     log = runfiles.file_logger(run_dir) if is_main else runfiles.null_logger()
     if ctx is not None and not is_main:
         ctx.barrier()  # rank 0 builds the cache first
-    data = prepare_training_data(cfg, source, target, split=split, progress=progress, log=log)
+    data = prepare_training_data(cfg, source, target, split=split, progress=progress, log=log, checked=not resume)
     if ctx is not None and is_main:
         ctx.barrier()
     if not resume and is_main:

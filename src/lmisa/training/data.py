@@ -16,16 +16,18 @@ import torch
 
 from lmisa.config import PEER_VARIANTS, Config
 from lmisa.critic_window import check_critic_window
-from lmisa.datasets import Case, Domain, check_domain, raise_problems, split_cases
+from lmisa.datasets import Case, Domain, Problem, check_domain, raise_problems, split_cases
 from lmisa.errors import LmisaError
 from lmisa.extent import check_extent_margin, longest_extents_mm
 from lmisa.io import slice_spacing_mm
+from lmisa.orientation import orientation_problems
 from lmisa.preprocess import (
     Plans,
     SliceSet,
     build_cache,
     cache_dir_for,
     default_cache_root,
+    label_cut_shares,
     load_slices,
     median_inplane_spacing,
     median_slice_spacing,
@@ -165,20 +167,16 @@ def prepare_training_data(
     split: dict[str, list[str]] | None = None,
     progress: bool = True,
     log: logging.Logger | None = None,
+    checked: bool = False,
 ) -> TrainingData:
-    """Check both domains, plan, split (or reuse ``split``), cache and load the slices."""
-    check_pseudo_labels(cfg, target_path)
+    """Check both domains (unless ``checked``: :func:`check_training_inputs` ran already), plan, split (or reuse
+    ``split``), cache and load the slices."""
+    if not checked:
+        check_training_inputs(cfg, source_path, target_path)
     supervised = cfg.reads_target_labels
-    if supervised and target_path is None:
-        raise LmisaError("variant 'supervised' trains on the target's labels: give --target")
-    # supervised: the target's labelled cases are the training data; source is not used
-    labelled_path = target_path if supervised else source_path
-    raise_problems(check_domain(labelled_path, require_labels=True), str(labelled_path))
+    labelled_path = _labelled_path(cfg, source_path, target_path)
     labelled = Domain.open(labelled_path)
-    unlabelled = None
-    if target_path is not None and not supervised and cfg.uses_target_images:
-        raise_problems(check_domain(target_path, require_labels=False), str(target_path))
-        unlabelled = Domain.open(target_path)
+    unlabelled = Domain.open(target_path) if _reads_target_images(cfg, target_path) else None
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
     check_augment(cfg)
@@ -193,6 +191,7 @@ def prepare_training_data(
     src_files = _cache_domain(
         labelled, split["source_train"] + split["source_val"], cache_plans, True, cache_root, progress, "labelled cases"
     )
+    warn_labels_cut(plans, label_cut_shares(src_files), log)
     source_train = load_slices(src_files, split["source_train"], with_labels=True)
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
     source_mm = case_slice_mm(plans, labelled, split["source_train"])  # read once: the extents and the organ share
@@ -226,6 +225,67 @@ def prepare_training_data(
                 raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
             region = max(spans)
     return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm)
+
+
+LABEL_CUT_WARNING = 0.01  # a labelled case losing more of its organ voxels to the crop is named
+
+
+def warn_labels_cut(plans: Plans, shares: dict[str, float], log: logging.Logger | None) -> None:
+    """Warn when the crop to ``data.size`` cuts organ voxels from labelled cases: the network would learn
+    truncated organs (native-resolution CT at the default 256 x 256 keeps under 200 mm)."""
+    cut = {n: v for n, v in shares.items() if v > LABEL_CUT_WARNING}
+    if not cut or log is None:
+        return
+    fov = " x ".join(f"{n * sp:.0f}" for n, sp in zip(plans.size, plans.spacing))
+    worst = max(cut, key=cut.get)
+    log.warning("data.size %s at %s mm frames %s mm: the crop cuts organ voxels from %d of %d labelled cases "
+                "(%s: %.0f %%); raise data.size or data.spacing (`lmisa ceiling` scores a grid from the labels)",
+                "x".join(map(str, plans.size)), "x".join(f"{sp:g}" for sp in plans.spacing), fov, len(cut),
+                len(shares), worst, 100 * cut[worst])
+
+
+def _labelled_path(cfg: Config, source_path: Path, target_path: Path | None) -> Path:
+    """The labelled cases a run trains on: the source's, or the target's for ``supervised`` (source unused)."""
+    return target_path if cfg.reads_target_labels and target_path is not None else source_path
+
+
+def _reads_target_images(cfg: Config, target_path: Path | None) -> bool:
+    return target_path is not None and not cfg.reads_target_labels and cfg.uses_target_images
+
+
+def check_training_inputs(cfg: Config, source_path: Path, target_path: Path | None) -> None:
+    """Every check of a run's inputs that needs no caching, so that a bad input is refused before a run folder
+    exists: the variant's needs, each data set (lmisa.datasets.check_domain), the target's label table against
+    the source's, and one voxel orientation over all training images (lmisa.orientation)."""
+    check_pseudo_labels(cfg, target_path)
+    if cfg.reads_target_labels and target_path is None:
+        raise LmisaError("variant 'supervised' trains on the target's labels: give --target")
+    if cfg.uses_target_images and target_path is None:
+        raise LmisaError(f"variant {cfg.variant} needs the target domain's images: give --target (its labels are "
+                         "not read), or --variant source_only")
+    labelled_path = _labelled_path(cfg, source_path, target_path)
+    raise_problems(check_domain(labelled_path, require_labels=True), str(labelled_path))
+    images = [c.image for c in Domain.open(labelled_path).cases("train")]
+    if _reads_target_images(cfg, target_path):
+        raise_problems(check_domain(target_path, require_labels=False), str(target_path))
+        target = Domain.open(target_path)
+        raise_problems(label_table_problems(Domain.open(labelled_path), target), str(target_path))
+        images += [c.image for c in target.cases("train")]
+    raise_problems(orientation_problems(images), "voxel orientation")
+
+
+def label_table_problems(source: Domain, target: Domain) -> list[Problem]:
+    """The target's ``dataset.json`` labels must not contradict the source's: predictions carry the source's
+    values, and evaluation reads them by the target's names. A target that declares fewer labels is fine."""
+    conflicts = [f"{name}: {value} (source: {source.labels[name]})" for name, value in target.labels.items()
+                 if name in source.labels and source.labels[name] != value]
+    by_value = {v: n for n, v in source.labels.items()}
+    conflicts += [f"{value}: {name} (source: {by_value[value]})" for name, value in target.labels.items()
+                  if name not in source.labels and value in by_value and value != 0]  # background's name may differ
+    if not conflicts:
+        return []
+    return [Problem(target.root / "dataset.json", "labels differ from the source's (" + "; ".join(conflicts)
+                    + "); declare the source's label values in the target's dataset.json")]
 
 
 def check_pseudo_labels(cfg: Config, target_path: Path | None) -> None:
@@ -281,4 +341,4 @@ def _organ_share(
         return None
 
 
-__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "check_pseudo_labels", "case_slice_mm", "Case"]
+__all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "check_pseudo_labels", "check_training_inputs", "label_table_problems", "case_slice_mm", "Case"]

@@ -51,7 +51,10 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     """``auto`` (or None): CUDA when present, else CPU; a CUDA device without CUDA is a clear error."""
     if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LmisaError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LmisaError(f"--device {name}: CUDA is not available on this machine")
     return device
