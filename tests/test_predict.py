@@ -8,6 +8,7 @@ modules named ``test_predict`` in a tests tree without ``__init__.py`` files, wh
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import shutil
 from pathlib import Path
 
@@ -67,25 +68,31 @@ def _image(shape=(4, 20, 28), spacing=(4.0, 1.2, 1.6), seed=0, rotate=True) -> M
     return MedicalImage(arr, affine)
 
 
-def _write_dicom_series(folder: Path, array: np.ndarray, spacing=(4.0, 1.2, 1.2), origin=(-20.0, -30.0, 10.0)) -> Path:
-    """A tiny CT series, one file per slice. (GDCM's writer switches the process locale to "C", which
-    makes Python's default text encoding ASCII: the locale is put back afterwards.)"""
+RAS_IN_LPS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # DICOM direction whose voxel axes are the runs' RAS
+
+
+def _write_dicom_series(folder: Path, array: np.ndarray, spacing=(4.0, 1.2, 1.2), origin=(-20.0, -30.0, 10.0),
+                        direction=RAS_IN_LPS) -> Path:
+    """A tiny CT series, one file per slice, stored in the test runs' voxel axes unless ``direction`` says
+    otherwise. (GDCM's writer switches the process locale to "C", which makes Python's default text encoding
+    ASCII: the locale is put back afterwards.)"""
     import locale
 
     saved = locale.setlocale(locale.LC_ALL)
     try:
-        return _write_dicom_files(folder, array, spacing, origin)
+        return _write_dicom_files(folder, array, spacing, origin, direction)
     finally:
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def _write_dicom_files(folder: Path, array: np.ndarray, spacing, origin) -> Path:
+def _write_dicom_files(folder: Path, array: np.ndarray, spacing, origin, direction) -> Path:
     import SimpleITK as sitk
 
     folder.mkdir(parents=True, exist_ok=True)
     img = sitk.GetImageFromArray(array.astype(np.int16))
     img.SetSpacing((spacing[2], spacing[1], spacing[0]))
     img.SetOrigin(origin)
+    img.SetDirection(direction)
     d = img.GetDirection()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -393,6 +400,16 @@ def test_predict_dicom_series(model: LoadedModel, tmp_path: Path) -> None:
     _write_dicom_series(tmp_path / "many" / "b", arr[:3])
     report = predict_path(model, tmp_path / "many", tmp_path / "out_many", progress=False)
     assert sorted(p.name for p in report.written) == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_an_image_stored_in_other_voxel_axes_than_training_is_refused(model: LoadedModel, tmp_path: Path) -> None:
+    assert model.plans.axis_codes == "RAS"  # the synthetic training images' axes, recorded in plans.json
+    arr = (np.random.default_rng(0).normal(0, 30, (4, 20, 24)) + 100).astype(np.int16)
+    series = _write_dicom_series(tmp_path / "lps", arr, direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))  # DICOM's usual
+    report = predict_path(model, series, tmp_path / "out", progress=False)
+    assert not report.written and "voxel axes LPS differ from the run's training images' RAS" in report.failed[0][1]
+    old = LoadedModel(model.net, replace(model.plans, axis_codes=None), model.config)  # a run from before the record
+    assert predict_volume(old, read_dicom_series(series)).shape == arr.shape
 
 
 def test_predict_dataset_root_uses_imagesTs_else_imagesTr(model: LoadedModel, tmp_path: Path, nnunet_factory) -> None:

@@ -53,6 +53,9 @@ class Plans:
     # the longest cranio-caudal extent (mm) of each organ in the run's training labels (lmisa.extent): the
     # source's (the target's for the supervised bound); empty in runs from before it was recorded
     organ_extent_mm: dict[str, float] = field(default_factory=dict)
+    # the voxel axes of the run's training images (lmisa.orientation, e.g. "LAS"): prediction refuses an image
+    # stored otherwise; None in runs from before it was recorded (not part of the cache key)
+    axis_codes: str | None = None
 
     @property
     def num_classes(self) -> int:

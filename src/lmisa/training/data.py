@@ -20,7 +20,7 @@ from lmisa.datasets import Case, Domain, Problem, check_domain, raise_problems, 
 from lmisa.errors import LmisaError
 from lmisa.extent import check_extent_margin, longest_extents_mm
 from lmisa.io import slice_spacing_mm
-from lmisa.orientation import orientation_problems
+from lmisa.orientation import axis_codes, orientation_problems
 from lmisa.preprocess import (
     Plans,
     SliceSet,
@@ -196,7 +196,8 @@ def prepare_training_data(
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
     source_mm = case_slice_mm(plans, labelled, split["source_train"])  # read once: the extents and the organ share
     extents = longest_extents_mm(source_train, source_mm, plans.labels)
-    plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
+    # saved with the run: the extents for post.extent_margin, the voxel axes for prediction's orientation check
+    plans = replace(plans, organ_extent_mm=extents, axis_codes=axis_codes(labelled.cases("train")[0].image))
     target_train = None
     if unlabelled is not None and split.get("target_train"):
         if cfg.uses_pseudo_labels:
