@@ -225,3 +225,12 @@ def test_a_crop_that_cuts_organs_from_labelled_cases_is_named_in_the_log(domains
     assert "the crop cuts organ voxels" not in caplog.text
     prepare_training_data(_cfg(data={**DATA, "size": [8, 8]}), src, tgt, progress=False, log=log)
     assert "data.size 8x8 at 1.5x1.5 mm frames 12 x 12 mm: the crop cuts organ voxels from 3 of 3" in caplog.text
+
+
+def test_channels_beyond_the_first_are_named_as_unread(domains, caplog) -> None:
+    src, tgt = domains
+    meta = json.loads((src / "dataset.json").read_text())
+    meta["channel_names"] = {"0": "T1", "1": "T2"}
+    (src / "dataset.json").write_text(json.dumps(meta))
+    prepare_training_data(_cfg(), src, tgt, progress=False, log=logging.getLogger("test"))
+    assert f"{src} declares channels 0, 1: lmisa reads channel 0 (T1) only" in caplog.text

@@ -22,7 +22,9 @@ def preprocess(
     no_labels: bool = typer.Option(False, "--no-labels", help="Do not read labels (a target domain)."),
     workers: int = typer.Option(2, "--workers", "-j", help="Processes."),
 ) -> None:
-    """Prepare every case once (resample in-plane, MLNGM, crop/pad); cases already cached are skipped."""
+    """Prepare every case once (resample in-plane, MLNGM, crop/pad); cases already cached are skipped.
+
+    A cache of its own, for inspection or other tools: `lmisa train` keeps its own cache under $LMISA_CACHE."""
     from lmisa.datasets import Domain, check_domain, raise_problems
     from lmisa.errors import LmisaError
     from lmisa.preprocess import Plans, build_cache, check_cache_dir, median_inplane_spacing

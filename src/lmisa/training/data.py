@@ -177,6 +177,10 @@ def prepare_training_data(
     labelled_path = _labelled_path(cfg, source_path, target_path)
     labelled = Domain.open(labelled_path)
     unlabelled = Domain.open(target_path) if _reads_target_images(cfg, target_path) else None
+    for domain in filter(None, (labelled, unlabelled)):
+        if log and len(domain.channel_names) > 1:
+            log.warning("%s declares channels %s: lmisa reads channel 0 (%s) only", domain.root,
+                        ", ".join(map(str, domain.channel_names)), domain.channel_names.get("0", "?"))
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
     check_augment(cfg)
