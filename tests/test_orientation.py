@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lmisa.io import MedicalImage, write_image
-from lmisa.orientation import axis_codes, axis_codes_of, orientation_problems
+from lmisa.orientation import axis_codes, axis_codes_of, orientation_problems, to_axes
 
 
 def _write(path: Path, affine: np.ndarray) -> Path:
@@ -30,3 +30,21 @@ def test_only_images_unlike_the_first_are_named(tmp_path: Path) -> None:
     problems = orientation_problems([a, b, c])
     assert [p.path for p in problems] == [c]
     assert "RAS differ from a.nii.gz's LAS" in problems[0].message
+
+
+def test_to_axes_turns_an_image_and_its_labels_back_exactly() -> None:
+    rng = np.random.default_rng(0)
+    sagittal = np.array([[0, 0, 1.5, 10], [2.0, 0, 0, -5], [0, 3.0, 0, 7], [0, 0, 0, 1]])  # voxel axes A, S, R
+    image = MedicalImage(rng.normal(size=(4, 5, 6)).astype(np.float32), sagittal)
+    turned, back = to_axes(image, "LAS")
+    assert axis_codes_of(turned.affine) == "LAS" and turned.shape == (5, 6, 4)  # axial: z from the S axis (5), y from A (6), x from R (4)
+    world = lambda img, zyx: img.affine @ np.array([*zyx[::-1], 1.0])  # noqa: E731
+    assert np.allclose(world(image, (1, 2, 3)), world(turned, _find(turned, image.array[1, 2, 3])))
+    np.testing.assert_array_equal(back(turned.array), image.array)
+    same, identity = to_axes(turned, "LAS")
+    assert same is turned and identity(turned.array) is turned.array
+
+
+def _find(image: MedicalImage, value: float) -> tuple[int, int, int]:
+    (z,), (y,), (x,) = np.nonzero(image.array == value)
+    return int(z), int(y), int(x)

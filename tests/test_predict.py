@@ -402,14 +402,19 @@ def test_predict_dicom_series(model: LoadedModel, tmp_path: Path) -> None:
     assert sorted(p.name for p in report.written) == ["a.nii.gz", "b.nii.gz"]
 
 
-def test_an_image_stored_in_other_voxel_axes_than_training_is_refused(model: LoadedModel, tmp_path: Path) -> None:
+def test_an_image_stored_in_other_voxel_axes_is_predicted_in_the_runs(model: LoadedModel, tmp_path: Path) -> None:
     assert model.plans.axis_codes == "RAS"  # the synthetic training images' axes, recorded in plans.json
-    arr = (np.random.default_rng(0).normal(0, 30, (4, 20, 24)) + 100).astype(np.int16)
-    series = _write_dicom_series(tmp_path / "lps", arr, direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))  # DICOM's usual
+    image = _image(shape=(5, 24, 20), rotate=False)
+    expected = predict_volume(model, image)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])  # the same voxels stored LPS (DICOM's usual axes)
+    flip[:2, 3] = [(image.shape[2] - 1) * image.spacing[2], (image.shape[1] - 1) * image.spacing[1]]
+    lps = MedicalImage(np.ascontiguousarray(image.array[:, ::-1, ::-1]), image.affine @ flip)
+    np.testing.assert_array_equal(predict_volume(model, lps), expected[:, ::-1, ::-1])
+    series = _write_dicom_series(tmp_path / "lps", (image.array * 100).astype(np.int16),
+                                 direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
     report = predict_path(model, series, tmp_path / "out", progress=False)
-    assert not report.written and "voxel axes LPS differ from the run's training images' RAS" in report.failed[0][1]
-    old = LoadedModel(model.net, replace(model.plans, axis_codes=None), model.config)  # a run from before the record
-    assert predict_volume(old, read_dicom_series(series)).shape == arr.shape
+    assert report.ok
+    _same_geometry(report.written[0], read_dicom_series(series))
 
 
 def test_predict_dataset_root_uses_imagesTs_else_imagesTr(model: LoadedModel, tmp_path: Path, nnunet_factory) -> None:

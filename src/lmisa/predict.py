@@ -60,7 +60,7 @@ from lmisa.config import Config
 from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, is_dicom_folder, is_nifti, read_dicom_series, read_image, strip_nifti_suffix
 from lmisa.nets import segment_logits
-from lmisa.orientation import axis_codes_of
+from lmisa.orientation import to_axes
 from lmisa.precision import autocast, trained_in_bf16
 from lmisa.preprocess import Plans, SliceSet, prepare_image, resample_volume, restore_probabilities
 from lmisa.training.trainer import resolve_device
@@ -211,17 +211,6 @@ def default_batch_size(device: torch.device, dims: int) -> int:
     return CPU_SLICE_BATCH if device.type == "cpu" and dims == 2 else DEFAULT_BATCH
 
 
-def check_orientation(plans: Plans, image: MedicalImage) -> None:
-    """Refuse a 3D image stored in other voxel axes than the run's training images (lmisa.orientation): the
-    network would read it as another anatomy. Runs from before the axes were recorded are not checked."""
-    if plans.axis_codes is None or np.asarray(image.array).ndim != 3:
-        return
-    codes = axis_codes_of(image.affine)
-    if codes != plans.axis_codes:
-        raise LmisaError(f"voxel axes {codes} differ from the run's training images' {plans.axis_codes}; lmisa "
-                         "slices arrays as stored, so reorient the image alike first (e.g. nibabel.as_closest_canonical)")
-
-
 def predict_volume(
     model: LoadedModel | Ensemble,
     image: MedicalImage,
@@ -231,7 +220,8 @@ def predict_volume(
     tta: bool | None = None,
     extent_margin: float | None = None,
 ) -> np.ndarray:
-    """The label map of ``image`` on its own grid: uint8, the shape of ``image.array`` (``(Z, Y, X)``).
+    """The label map of ``image`` on its own grid: uint8, the shape of ``image.array`` (``(Z, Y, X)``). An image
+    stored in other voxel axes than the run's training images is predicted in the run's (lmisa.orientation).
 
     ``model``: one run, or an :class:`lmisa.ensemble.Ensemble` whose members' probabilities are averaged.
     ``device`` defaults to the model's device (the network is moved there if needed).
@@ -257,7 +247,10 @@ def predict_volume(
     array = np.asarray(image.array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise LmisaError(f"expected a non-empty 2D or 3D image, got shape {array.shape}")
-    check_orientation(plans, image)
+    if plans.axis_codes is not None:  # an image stored otherwise is turned into the run's voxel axes, and back
+        turned, back = to_axes(image, plans.axis_codes)
+        if turned is not image:
+            return back(predict_volume(model, turned, device, batch_size, largest_component, tta, extent_margin))
 
     # a run that computed MLNGM per batch in training (online) gets intensities here, and MLNGM in its segmenter
     prepared = prepare_image(image, replace(plans, input="raw") if model.online_mlngm else plans, device=device)
