@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,12 @@ def test_cli_predict_with_several_runs(runs: tuple[Path, Path], tmp_path: Path) 
     twice = runner.invoke(app, ["predict", "-m", str(runs[0]), "-m", str(runs[0]), "-i", str(tmp_path / "in"),
                                 "-o", str(tmp_path / "out2")])
     assert twice.exit_code != 0 and "given twice" in twice.output and len(twice.output.strip().splitlines()) == 1
+
+
+def test_runs_trained_in_other_voxel_axes_are_refused_and_the_recorded_axes_apply() -> None:
+    ras, lps, old = (_constant([0.2, 0.5, 0.3]) for _ in range(3))
+    ras.plans = replace(ras.plans, axis_codes="RAS")
+    lps.plans = replace(lps.plans, axis_codes="LPS")
+    with pytest.raises(LmisaError, match="trained on images in voxel axes LPS, a run on RAS"):
+        Ensemble([ras, lps])
+    assert Ensemble([old, ras]).plans.axis_codes == "RAS"  # a run from before the record trained as stored

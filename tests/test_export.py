@@ -70,7 +70,8 @@ def test_model_json_describes_the_input(exported) -> None:
     assert inp["representation"]["kind"] == "mlngm" and inp["representation"]["levels"] == 4
     # the default run computes MLNGM online in training: on the frame, after crop/pad, as prediction does
     assert inp["representation"]["on"].startswith("each channel of each framed sample")
-    assert inp["steps"][-2].startswith("MLNGM of every channel") and "clip" in inp["steps"][1]
+    assert inp["steps"][-2].startswith("MLNGM of every channel") and "clip" in inp["steps"][2]
+    assert inp["voxel_axes"] == "RAS" and inp["steps"][0].startswith("turn the volume into voxel axes RAS")
     assert inp["inplane_spacing_mm"] == [1.5, 1.5] and inp["size"] == [32, 32] and inp["size_multiple"] == 4
     assert inp["zscore_per_sample"] is True
     assert res["kind"] == "logits" and res["shape"] == ["N", 5, 32, 32]

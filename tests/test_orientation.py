@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lmisa.io import MedicalImage, write_image
-from lmisa.orientation import axis_codes, axis_codes_of, orientation_problems, to_axes
+from lmisa.orientation import axis_codes, axis_codes_of, needs_turning, orientation_problems, to_axes
 
 
 def _write(path: Path, affine: np.ndarray) -> Path:
@@ -22,14 +22,15 @@ def test_axis_codes_follow_the_affine() -> None:
     assert axis_codes_of(sagittal) == "ASR"
 
 
-def test_only_images_unlike_the_first_are_named(tmp_path: Path) -> None:
+def test_only_images_along_other_anatomical_axes_are_named(tmp_path: Path) -> None:
     a = _write(tmp_path / "a.nii.gz", np.diag([-1.5, 1.5, 3.0, 1.0]))
-    b = _write(tmp_path / "b.nii.gz", np.diag([-0.8, 0.8, 5.0, 1.0]))  # other spacing, same axes
-    c = _write(tmp_path / "c.nii.gz", np.diag([1.5, 1.5, 3.0, 1.0]))  # left-right flipped
-    assert axis_codes(a) == "LAS" and orientation_problems([a, b]) == []
+    b = _write(tmp_path / "b.nii.gz", np.diag([0.8, -0.8, 5.0, 1.0]))  # flipped twice: turned, no problem
+    c = _write(tmp_path / "c.nii.gz", np.array([[0, 0, 1.5, 0], [2.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 0, 1]]))
+    assert axis_codes(a) == "LAS" and axis_codes(b) == "RPS" and orientation_problems([a, b]) == []
     problems = orientation_problems([a, b, c])
     assert [p.path for p in problems] == [c]
-    assert "RAS differ from a.nii.gz's LAS" in problems[0].message
+    assert f"voxel axes ASR run along other anatomical axes than LAS ({a})" in problems[0].message
+    assert needs_turning([a, b], "LAS") and not needs_turning([a], "LAS") and not needs_turning([b], None)
 
 
 def test_to_axes_turns_an_image_and_its_labels_back_exactly() -> None:
@@ -48,3 +49,9 @@ def test_to_axes_turns_an_image_and_its_labels_back_exactly() -> None:
 def _find(image: MedicalImage, value: float) -> tuple[int, int, int]:
     (z,), (y,), (x,) = np.nonzero(image.array == value)
     return int(z), int(y), int(x)
+
+
+def test_an_affine_without_a_direction_is_left_as_stored() -> None:
+    image = MedicalImage(np.zeros((2, 3, 4), np.float32), np.diag([1.0, 1.0, 0.0, 1.0]))
+    assert axis_codes_of(image.affine) == "RA?"
+    assert to_axes(image, "LAS")[0] is image and to_axes(MedicalImage(image.array, np.eye(4)), "RA?")[0].array is image.array

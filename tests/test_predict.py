@@ -572,3 +572,10 @@ def test_default_batch_is_small_on_a_cpu_and_large_on_an_accelerator() -> None:
     assert [len(x) for x in model.net.seen] == [8, 8, 4]
     assert default_batch_size(torch.device("cpu"), 2) == CPU_SLICE_BATCH
     assert default_batch_size(torch.device("cuda"), 2) == default_batch_size(torch.device("cpu"), 3) == 32
+
+
+def test_an_image_without_geometry_is_taken_as_stored(model: LoadedModel) -> None:
+    image = _image(shape=(5, 24, 20), rotate=False)
+    bare = MedicalImage(image.array)  # the default identity affine: no geometry given
+    lps = LoadedModel(model.net, replace(model.plans, axis_codes="LPS"), model.config)
+    np.testing.assert_array_equal(predict_volume(lps, bare), predict_volume(model, bare))

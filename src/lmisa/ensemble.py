@@ -54,6 +54,11 @@ class Ensemble:
     def __post_init__(self) -> None:
         if len(self.members) < 2:
             raise LmisaError(f"an ensemble needs at least two runs, got {len(self.members)}")
+        axes = {m.plans.axis_codes: m for m in self.members if m.plans.axis_codes is not None}
+        if len(axes) > 1:
+            (a, ma), (b, mb) = list(axes.items())[:2]
+            raise LmisaError(f"{_where(mb)}: trained on images in voxel axes {b}, {_where(ma)} on {a}; an ensemble "
+                             "needs runs trained in one orientation")
         first = preparation(self.members[0])
         for m in self.members[1:]:
             other = preparation(m)
@@ -69,13 +74,15 @@ class Ensemble:
 
     @property
     def plans(self) -> Plans:
-        """The shared plans, with each organ's longest training extent over all members."""
+        """The shared plans, with each organ's longest training extent over all members and the voxel axes of
+        those that recorded theirs (runs from before the record trained as their images were stored)."""
         extents: dict[str, float] = {}
         for m in self.members:
             for organ, mm in m.plans.organ_extent_mm.items():
                 extents[organ] = max(mm, extents.get(organ, 0.0))
         has_all = all(m.plans.organ_extent_mm for m in self.members)
-        return replace(self.members[0].plans, organ_extent_mm=extents if has_all else {})
+        axes = next((m.plans.axis_codes for m in self.members if m.plans.axis_codes is not None), None)
+        return replace(self.members[0].plans, organ_extent_mm=extents if has_all else {}, axis_codes=axes)
 
     @property
     def checkpoint(self) -> Path | None:

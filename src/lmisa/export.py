@@ -119,6 +119,8 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
                       "array axes (Z, Y, X) as lmisa reads NIfTI (X = NIfTI i, Y = NIfTI j)",
             "context_slices": c,
             "channels": channels,
+            # nibabel axis codes of the training images (null: not recorded, images as stored)
+            "voxel_axes": plans.axis_codes,
             "inplane_spacing_mm": list(plans.spacing),
             # null: the scan's own slices; a value: the volume is resampled through-plane to it first (linear)
             "slice_spacing_mm": plans.spacing_z,
@@ -126,6 +128,9 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
             "size_multiple": multiple,
             "representation": representation,
             "steps": [
+                *([f"turn the volume into voxel axes {plans.axis_codes} (nibabel: as_reoriented with "
+                   f"axcodes2ornt({tuple(plans.axis_codes)!r})), and the predicted labels back at the end"]
+                  if plans.axis_codes else []),
                 f"resample every axial slice in-plane to spacing (sy, sx) = {list(plans.spacing)} mm "
                 "(bilinear, antialiased when shrinking); keep the slices as they are",
                 ("clip the resampled volume's intensities to the percentiles "

@@ -25,7 +25,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -53,8 +53,9 @@ class Plans:
     # the longest cranio-caudal extent (mm) of each organ in the run's training labels (lmisa.extent): the
     # source's (the target's for the supervised bound); empty in runs from before it was recorded
     organ_extent_mm: dict[str, float] = field(default_factory=dict)
-    # the voxel axes of the run's training images (lmisa.orientation, e.g. "LAS"): prediction refuses an image
-    # stored otherwise; None in runs from before it was recorded (not part of the cache key)
+    # the voxel axes (lmisa.orientation, e.g. "LAS") every image is turned into before caching and prediction:
+    # the run's first labelled training image's; None (runs from before it was recorded, lmisa preprocess): as
+    # stored. Not part of the cache key: a data set with an image to turn caches into a folder of its own.
     axis_codes: str | None = None
 
     @property
@@ -320,12 +321,18 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 def cache_case(image_path: Path, label_path: Path | None, out: Path, plans: Plans) -> Path:
-    """Prepare one case and store it as ``out`` (.npz: input float16, label uint8 if given)."""
-    image = read_image(image_path)
-    prepared = prepare_image(image, plans)
+    """Prepare one case and store it as ``out`` (.npz: input float16, label uint8 if given), turned into
+    ``plans.axis_codes`` where set (lmisa.orientation)."""
+    from lmisa.orientation import to_axes
+
+    def read(path: Path, reader: Callable[[Path], MedicalImage]) -> MedicalImage:
+        image = reader(path)
+        return to_axes(image, plans.axis_codes)[0] if plans.axis_codes else image
+
+    prepared = prepare_image(read(image_path, read_image), plans)
     arrays = {"input": prepared.input.astype(np.float16)}
     if label_path is not None:
-        arrays["label"], cut = _framed_label(read_label(label_path), plans)
+        arrays["label"], cut = _framed_label(read(label_path, read_label), plans)
         arrays[LABEL_CUT] = np.float32(cut)
     _save_npz_atomic(out, **arrays)
     return out

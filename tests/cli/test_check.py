@@ -62,3 +62,15 @@ def test_check_truncated_file_no_traceback(nnunet_factory) -> None:
     f.write_bytes(f.read_bytes()[:50])
     result = runner.invoke(app, ["check", str(root)])
     assert result.exit_code == 1 and str(f) in result.output and "Traceback" not in result.output
+
+
+def test_check_names_scans_along_other_anatomical_axes_across_data_sets(nnunet_factory) -> None:
+    a = nnunet_factory("a", n_cases=2)
+    b = nnunet_factory("b", n_cases=2, seed=1)
+    sagittal = np.array([[0, 0, 3.0, 0], [1.5, 0, 0, 0], [0, 1.5, 0, 0], [0, 0, 0, 1]])
+    for path in (b / "imagesTr" / "case_001_0000.nii.gz", b / "labelsTr" / "case_001.nii.gz"):
+        write_image(path, MedicalImage(read_image(path, dtype=None).array, sagittal), overwrite=True)
+    assert runner.invoke(app, ["check", str(b)]).exit_code == 1  # within one data set too
+    result = runner.invoke(app, ["check", str(a), str(b)])
+    assert result.exit_code == 1
+    assert f"{b / 'imagesTr' / 'case_001_0000.nii.gz'}: voxel axes ASR run along other anatomical axes than RAS" in result.output

@@ -186,29 +186,48 @@ def test_an_adapting_variant_without_a_target_is_refused(domains, tmp_path: Path
 
 
 def test_a_target_label_table_that_contradicts_the_sources_is_refused(domains, tmp_path: Path) -> None:
-    src, tgt = domains
-    meta = json.loads((tgt / "dataset.json").read_text())
-    meta["labels"] = {"background": 0, "spleen": 1, "liver": 2}
-    (tgt / "dataset.json").write_text(json.dumps(meta))
-    _no_run_folder_after(tmp_path / "run", r"dataset.json: labels differ from the source's \(spleen: 1 \(source: 2\)",
-                         src, tgt, variant="lmisa", overrides={"data": DATA})
-    meta["labels"] = {"bg": 0, "liver": 1}  # fewer labels, background named otherwise: the same values
-    (tgt / "dataset.json").write_text(json.dumps(meta))
     from lmisa.datasets import Domain
     from lmisa.training.data import label_table_problems
 
-    assert label_table_problems(Domain.open(src), Domain.open(tgt)) == []
-
-
-def test_a_target_stored_in_other_voxel_axes_is_refused(domains, tmp_path: Path) -> None:
     src, tgt = domains
-    image = tgt / "imagesTr" / "case_001_0000.nii.gz"
-    for path in (image, tgt / "labelsTr" / "case_001.nii.gz"):
+    meta = json.loads((tgt / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "Spleen": 1, "liver": 2}
+    (tgt / "dataset.json").write_text(json.dumps(meta))
+    _no_run_folder_after(tmp_path / "run", r"dataset.json: labels differ from the source's \(Spleen: 1 \(source spleen: 2\)",
+                         src, tgt, variant="lmisa", overrides={"data": DATA})
+    for fine in ({"bg": 0, "Liver": 1}, {"background": 0, "organ": 1}):  # names aside, fewer labels, a placeholder
+        meta["labels"] = fine
+        (tgt / "dataset.json").write_text(json.dumps(meta))
+        assert label_table_problems(Domain.open(src), Domain.open(tgt)) == []
+
+
+def _restore(path: Path, affine: np.ndarray) -> None:
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), path)
+
+
+def test_a_target_stored_flipped_is_turned_and_one_along_other_axes_refused(domains, tmp_path: Path) -> None:
+    src, tgt = domains
+    image, label = tgt / "imagesTr" / "case_001_0000.nii.gz", tgt / "labelsTr" / "case_001.nii.gz"
+    before = np.asarray(nib.load(image).dataobj).transpose(2, 1, 0)  # (Z, Y, X)
+    flipped = nib.load(image).affine @ np.diag([-1.0, 1.0, 1.0, 1.0])  # the same world, x stored right to left
+    flipped[0, 3] = nib.load(image).affine[0, 0] * (before.shape[2] - 1)
+    for path in (image, label):
         img = nib.load(path)
-        flipped = img.affine.copy()
-        flipped[0, 0] = -flipped[0, 0]
-        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), flipped), path)
-    _no_run_folder_after(tmp_path / "run", f"{image}: voxel axes LAS differ from case_000_0000.nii.gz's RAS",
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1], flipped), path)
+    data = prepare_training_data(_cfg(augment=PLAIN), src, tgt, progress=False)
+    assert data.plans.axis_codes == "RAS"
+    cached = sorted((tmp_path / "cache").glob("tgt-*/*-axesRAS-nolabel/case_001.npz"))
+    assert len(cached) == 1  # a folder of its own, never mistaken for the data set cached as stored
+    again = prepare_training_data(_cfg(augment=PLAIN), src, tgt, progress=False, saved_plans=replace(data.plans, axis_codes=None))
+    n = before.shape[0]
+    turned_slices = data.target_train.inputs[-n:].float()
+    stored_slices = again.target_train.inputs[-n:].float()  # a run from before the record: as stored
+    torch.testing.assert_close(turned_slices, stored_slices.flip(-1))
+    sagittal = np.array([[0, 0, 1.5, 0], [1.5, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 0, 1]])
+    _restore(image, sagittal)
+    _restore(label, sagittal)
+    _no_run_folder_after(tmp_path / "run", f"{image}: voxel axes ASR run along other anatomical axes than RAS",
                          src, tgt, variant="lmisa", overrides={"data": DATA})
 
 

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.datasets import Domain, check_domain
+from lmisa.orientation import orientation_problems
 
 
 @app.command()
@@ -18,8 +19,10 @@ def check(
     datasets: list[Path] = typer.Argument(..., metavar="DATASET", help="nnU-Net v2 raw data set folders (dataset.json, imagesTr, labelsTr).", show_default=False),
     no_labels: bool = typer.Option(False, "--no-labels", help="Labels are optional and not read (a target domain)."),
 ) -> None:
-    """Check data sets: dataset.json, file pairing and names, and every image and label read in full."""
+    """Check data sets: dataset.json, file pairing and names, and every image and label read in full; and that
+    their voxel axes run along one set of anatomical axes, as training them together needs."""
     total_problems = 0
+    images: list[Path] = []  # of the data sets without problems: one set of anatomical axes over them all
     for path in datasets:
         if console.is_terminal:
             with Progress(
@@ -44,11 +47,16 @@ def check(
             console.print(f"[bold red]{len(problems)} {noun}[/] in {escape(str(path))}", highlight=False, soft_wrap=True)
         else:
             domain = Domain.open(path)
+            images += [c.image for c in domain.cases("train")]
             n_train, n_test = len(domain.cases("train")), len(domain.cases("test"))
             labels = ", ".join(f"{v}={escape(k)}" for k, v in sorted(domain.labels.items(), key=lambda kv: kv[1]))
             test = f" (+{n_test} test)" if n_test else ""
             console.print(
                 f"[green]ok: {n_train} cases{test}, labels {labels}[/] in {escape(str(path))}", highlight=False, soft_wrap=True
             )
+    axes = orientation_problems(images)  # what lmisa train refuses when these data sets train together
+    for problem in axes:
+        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    total_problems += len(axes)
     if total_problems:
         raise typer.Exit(code=1)

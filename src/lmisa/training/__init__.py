@@ -119,6 +119,8 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         if device is not None:
             cfg.train.device = device
         split = json.loads((run_dir / runfiles.SPLIT).read_text())
+        saved_plans = Plans.from_json((run_dir / runfiles.PLANS).read_text())
+        check_training_inputs(cfg, source, target)  # on every rank, before any barrier
     else:
         cfg = resolve_config(config, variant, dims, device, overrides)
         if cfg.data.pseudo_labels:  # saved absolute: a resume from another folder finds the same maps
@@ -126,6 +128,7 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         if ctx is None:
             resolve_device(cfg.train.device)  # an unknown or absent device is refused before any work
         check_training_inputs(cfg, source, target)  # bad input is refused before a run folder exists
+        saved_plans = None
         run_dir = Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant)
         if is_main:
             runfiles.prepare_run_dir(run_dir, False)
@@ -136,7 +139,8 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
     log = runfiles.file_logger(run_dir) if is_main else runfiles.null_logger()
     if ctx is not None and not is_main:
         ctx.barrier()  # rank 0 builds the cache first
-    data = prepare_training_data(cfg, source, target, split=split, progress=progress, log=log, checked=not resume)
+    data = prepare_training_data(cfg, source, target, split=split, progress=progress, log=log, checked=True,
+                                 saved_plans=saved_plans)
     if ctx is not None and is_main:
         ctx.barrier()
     if not resume and is_main:
@@ -146,8 +150,7 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         meta = dict(data.split, source=str(source.resolve()), target=str(target.resolve()) if target else None)
         (run_dir / runfiles.SPLIT).write_text(json.dumps(meta, indent=2))
     elif resume:
-        saved = Plans.from_json((run_dir / runfiles.PLANS).read_text())
-        if saved.cache_key() != data.plans.cache_key():
+        if saved_plans.cache_key() != data.plans.cache_key():
             raise LmisaError(f"{run_dir}: the data settings changed since the run started; start a new run")
     device_ = ctx.device if ctx is not None else resolve_device(cfg.train.device)
     trainer = trainer_class(cfg.variant)(cfg, data, run_dir, device=device_, progress=progress, log=log, distributed=ctx)

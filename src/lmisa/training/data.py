@@ -20,7 +20,7 @@ from lmisa.datasets import Case, Domain, Problem, check_domain, raise_problems, 
 from lmisa.errors import LmisaError
 from lmisa.extent import check_extent_margin, longest_extents_mm
 from lmisa.io import slice_spacing_mm
-from lmisa.orientation import axis_codes, orientation_problems
+from lmisa.orientation import axis_codes, known, needs_turning, orientation_problems
 from lmisa.preprocess import (
     Plans,
     SliceSet,
@@ -51,8 +51,10 @@ class TrainingData:
 
 
 def make_plans(cfg: Config, source: Domain) -> Plans:
-    """Resolve the data settings: the in-plane spacing defaults to the source's median."""
+    """Resolve the data settings: the in-plane spacing defaults to the source's median; the voxel axes are the
+    first training image's (lmisa.orientation: every image is turned into them)."""
     images = [c.image for c in source.cases("train")]
+    codes = axis_codes(images[0]) if images else None
     spacing = cfg.data.spacing or median_inplane_spacing(images)
     spacing_z = cfg.data.spacing_z
     if cfg.train.dims == 3 and not spacing_z:
@@ -67,6 +69,7 @@ def make_plans(cfg: Config, source: Domain) -> Plans:
         labels=dict(source.labels),
         dims=cfg.train.dims,
         spacing_z=spacing_z,
+        axis_codes=codes if known(codes) else None,
     )
 
 
@@ -152,12 +155,19 @@ def _cache_domain(
     if missing:
         raise LmisaError(f"{domain.root}: cases in the split are missing: {', '.join(missing)}")
     jobs = [(n, cases[n].image, cases[n].label if with_labels else None) for n in names]
-    folder = cache_dir_for(domain.root, plans, cache_root)
+    folder = _cache_folder(domain, [cases[n].image for n in names], plans, cache_root)
     if not with_labels:
         folder = folder.with_name(folder.name + "-nolabel")  # an unlabelled cache never holds labels
     files, errors = build_cache(jobs, folder, plans, progress=progress, description=what)
     raise_problems(errors, f"{domain.root}")
     return files
+
+
+def _cache_folder(domain: Domain, images: list[Path], plans: Plans, cache_root: Path) -> Path:
+    """The cache folder of ``domain`` under ``plans``: a folder of its own when some image is turned into
+    ``plans.axis_codes`` (lmisa.orientation), so that a data set cached as stored is never read as turned."""
+    folder = cache_dir_for(domain.root, plans, cache_root)
+    return folder.with_name(f"{folder.name}-axes{plans.axis_codes}") if needs_turning(images, plans.axis_codes) else folder
 
 
 def prepare_training_data(
@@ -168,9 +178,11 @@ def prepare_training_data(
     progress: bool = True,
     log: logging.Logger | None = None,
     checked: bool = False,
+    saved_plans: Plans | None = None,
 ) -> TrainingData:
     """Check both domains (unless ``checked``: :func:`check_training_inputs` ran already), plan, split (or reuse
-    ``split``), cache and load the slices."""
+    ``split``), cache and load the slices. ``saved_plans``: a resumed run's, whose voxel axes it keeps (None in a
+    run from before they were recorded: images as stored)."""
     if not checked:
         check_training_inputs(cfg, source_path, target_path)
     supervised = cfg.reads_target_labels
@@ -183,11 +195,9 @@ def prepare_training_data(
                         ", ".join(map(str, domain.channel_names)), domain.channel_names.get("0", "?"))
     if supervised and log:
         log.warning("variant 'supervised' reads the TARGET labels (%s): an upper bound, not UDA", target_path)
-    check_augment(cfg)
-    check_weight_average(cfg)
-    check_real_prior(cfg)
-    check_extent_margin(cfg.post.extent_margin)  # before any caching
     plans = make_plans(cfg, labelled)
+    if saved_plans is not None:
+        plans = replace(plans, axis_codes=saved_plans.axis_codes)
     split = split or make_split(cfg, labelled, unlabelled)
     cache_root = default_cache_root(cfg.data.cache_dir)
     # the run's plans (saved for prediction) keep "mlngm"; only the training cache holds intensities
@@ -195,13 +205,12 @@ def prepare_training_data(
     src_files = _cache_domain(
         labelled, split["source_train"] + split["source_val"], cache_plans, True, cache_root, progress, "labelled cases"
     )
-    warn_labels_cut(plans, label_cut_shares(src_files), log)
+    warn_labels_cut(plans, label_cut_shares(src_files), len(src_files), log)
     source_train = load_slices(src_files, split["source_train"], with_labels=True)
     source_val = load_slices(src_files, split["source_val"], with_labels=True)
     source_mm = case_slice_mm(plans, labelled, split["source_train"])  # read once: the extents and the organ share
     extents = longest_extents_mm(source_train, source_mm, plans.labels)
-    # saved with the run: the extents for post.extent_margin, the voxel axes for prediction's orientation check
-    plans = replace(plans, organ_extent_mm=extents, axis_codes=axis_codes(labelled.cases("train")[0].image))
+    plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
     target_train = None
     if unlabelled is not None and split.get("target_train"):
         if cfg.uses_pseudo_labels:
@@ -235,11 +244,17 @@ def prepare_training_data(
 LABEL_CUT_WARNING = 0.01  # a labelled case losing more of its organ voxels to the crop is named
 
 
-def warn_labels_cut(plans: Plans, shares: dict[str, float], log: logging.Logger | None) -> None:
+def warn_labels_cut(plans: Plans, shares: dict[str, float], n_cases: int, log: logging.Logger | None) -> None:
     """Warn when the crop to ``data.size`` cuts organ voxels from labelled cases: the network would learn
-    truncated organs (native-resolution CT at the default 256 x 256 keeps under 200 mm)."""
+    truncated organs (native-resolution CT at the default 256 x 256 keeps under 200 mm). ``shares`` holds the
+    cases cached since the share is recorded, of ``n_cases``."""
+    if log is None:
+        return
+    if len(shares) < n_cases:
+        log.info("crop check: %d of %d labelled cases were cached before it was recorded (not checked)",
+                 n_cases - len(shares), n_cases)
     cut = {n: v for n, v in shares.items() if v > LABEL_CUT_WARNING}
-    if not cut or log is None:
+    if not cut:
         return
     fov = " x ".join(f"{n * sp:.0f}" for n, sp in zip(plans.size, plans.spacing))
     worst = max(cut, key=cut.get)
@@ -260,8 +275,12 @@ def _reads_target_images(cfg: Config, target_path: Path | None) -> bool:
 
 def check_training_inputs(cfg: Config, source_path: Path, target_path: Path | None) -> None:
     """Every check of a run's inputs that needs no caching, so that a bad input is refused before a run folder
-    exists: the variant's needs, each data set (lmisa.datasets.check_domain), the target's label table against
-    the source's, and one voxel orientation over all training images (lmisa.orientation)."""
+    exists: the options, the variant's needs, each data set (lmisa.datasets.check_domain), the target's label
+    table against the source's, and voxel axes along one set of anatomical axes (lmisa.orientation)."""
+    check_augment(cfg)
+    check_weight_average(cfg)
+    check_real_prior(cfg)
+    check_extent_margin(cfg.post.extent_margin)
     check_pseudo_labels(cfg, target_path)
     if cfg.reads_target_labels and target_path is None:
         raise LmisaError("variant 'supervised' trains on the target's labels: give --target")
@@ -279,18 +298,22 @@ def check_training_inputs(cfg: Config, source_path: Path, target_path: Path | No
     raise_problems(orientation_problems(images), "voxel orientation")
 
 
+def _label_key(name: str) -> str:
+    return name.casefold().replace(" ", "_").replace("-", "_")
+
+
 def label_table_problems(source: Domain, target: Domain) -> list[Problem]:
-    """The target's ``dataset.json`` labels must not contradict the source's: predictions carry the source's
-    values, and evaluation reads them by the target's names. A target that declares fewer labels is fine."""
-    conflicts = [f"{name}: {value} (source: {source.labels[name]})" for name, value in target.labels.items()
-                 if name in source.labels and source.labels[name] != value]
-    by_value = {v: n for n, v in source.labels.items()}
-    conflicts += [f"{value}: {name} (source: {by_value[value]})" for name, value in target.labels.items()
-                  if name not in source.labels and value in by_value and value != 0]  # background's name may differ
+    """A structure that both ``dataset.json`` files name (case, spaces and hyphens aside) must have one value:
+    predictions carry the source's values, and evaluation reads them by the target's names. Other names (a
+    placeholder table of an unlabelled target, fewer labels) are no problem."""
+    source_values = {_label_key(n): (n, v) for n, v in source.labels.items()}
+    conflicts = [f"{name}: {value} (source {source_values[_label_key(name)][0]}: {source_values[_label_key(name)][1]})"
+                 for name, value in target.labels.items()
+                 if _label_key(name) in source_values and source_values[_label_key(name)][1] != value]
     if not conflicts:
         return []
     return [Problem(target.root / "dataset.json", "labels differ from the source's (" + "; ".join(conflicts)
-                    + "); declare the source's label values in the target's dataset.json")]
+                    + "); give each structure the source's value in the target's dataset.json")]
 
 
 def check_pseudo_labels(cfg: Config, target_path: Path | None) -> None:
@@ -315,7 +338,7 @@ def _pseudo_labelled(
     from lmisa.pseudo_labels import pseudo_label_jobs, pseudo_label_tag
 
     jobs = pseudo_label_jobs(Path(cfg.data.pseudo_labels), target, names)
-    folder = cache_dir_for(target.root, plans, cache_root)
+    folder = _cache_folder(target, [image for _, image, _ in jobs], plans, cache_root)
     folder = folder.with_name(f"{folder.name}-pseudo-{pseudo_label_tag(jobs)}")
     files, errors = build_cache(jobs, folder, plans, progress=progress, description="target pseudo-labels")
     raise_problems(errors, str(cfg.data.pseudo_labels))
