@@ -253,3 +253,10 @@ def test_channels_beyond_the_first_are_named_as_unread(domains, caplog) -> None:
     (src / "dataset.json").write_text(json.dumps(meta))
     prepare_training_data(_cfg(), src, tgt, progress=False, log=logging.getLogger("test"))
     assert f"{src} declares channels 0, 1: lmisa reads channel 0 (T1) only" in caplog.text
+
+
+def test_a_single_labelled_case_is_refused_before_a_run_folder(tmp_path: Path, nnunet_factory, monkeypatch) -> None:
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    one = nnunet_factory("one", n_cases=1, shape=(4, 20, 20), labels=LABELS)
+    _no_run_folder_after(tmp_path / "run", "1 labelled case\\(s\\); training needs at least 2", one, None,
+                         variant="source_only", overrides={"data": DATA})
