@@ -112,7 +112,7 @@ def _where(model: LoadedModel) -> str:
 
 
 def load_ensemble(
-    runs: Sequence[str | Path], which: str = "best", device: str | torch.device = "cpu"
+    runs: Sequence[str | Path], which: str = "best", device: str | torch.device = "auto"
 ) -> LoadedModel | Ensemble:
     """One run: :func:`lmisa.predict.load_run`. Several: an :class:`Ensemble` of them, each loaded as
     ``load_run`` does, on one device. Raises LmisaError naming the run when one will not load, when a run is

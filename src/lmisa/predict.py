@@ -128,10 +128,11 @@ class LoadedModel:
         return [k for k, _ in sorted(self.plans.labels.items(), key=lambda kv: kv[1])]
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
+def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "auto") -> LoadedModel:
     """Load ``RUN/checkpoints/<which>.pt`` (``which`` = "best" or "latest") as an eval-mode network.
 
-    ``run_dir`` may also be the path of a checkpoint file itself. ``device`` may be "auto".
+    ``run_dir`` may also be the path of a checkpoint file itself. ``device``: "auto" (CUDA when present, as
+    ``lmisa predict``), "cpu", "cuda", ...
     Raises LmisaError naming the folder (or file) when it is not a run, the checkpoint is missing or
     unreadable, or the run is not a 2D run.
     """
