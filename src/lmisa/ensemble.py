@@ -36,8 +36,8 @@ __all__ = ["Ensemble", "load_ensemble", "preparation"]
 
 def preparation(model: LoadedModel) -> dict:
     """What decides a run's network input from an image: its plans but the organ extents (a cap after the
-    argmax, not part of the input) and the voxel axes (a check on the input, absent from older runs), and whether
-    MLNGM is computed on the frame (online) or cached."""
+    argmax, not part of the input) and the voxel axes (compared apart by :class:`Ensemble`: older runs lack them),
+    and whether MLNGM is computed on the frame (online) or cached."""
     plans = asdict(model.plans)
     plans.pop("organ_extent_mm")
     plans.pop("axis_codes")

@@ -240,11 +240,6 @@ def predict_volume(
         raise LmisaError("test-time augmentation (post.tta) is for 2D runs; this run is 3D")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    caps = extent_caps(model, extent_margin)  # before any network time
-    device = model.device if device is None else resolve_device(device)
-    batch_size = batch_size or default_batch_size(device, dims)
-    members = _members(model)
-    segments = [_segmenter(m, device) for m in members]
     plans = model.plans
     array = np.asarray(image.array)
     if array.ndim not in (2, 3) or array.size == 0:
@@ -255,6 +250,11 @@ def predict_volume(
         turned, back = to_axes(image, plans.axis_codes)
         if turned is not image:
             return back(predict_volume(model, turned, device, batch_size, largest_component, tta, extent_margin))
+    caps = extent_caps(model, extent_margin)  # before any network time
+    device = model.device if device is None else resolve_device(device)
+    batch_size = batch_size or default_batch_size(device, dims)
+    members = _members(model)
+    segments = [_segmenter(m, device) for m in members]
 
     # a run that computed MLNGM per batch in training (online) gets intensities here, and MLNGM in its segmenter
     prepared = prepare_image(image, replace(plans, input="raw") if model.online_mlngm else plans, device=device)
