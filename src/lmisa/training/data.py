@@ -289,14 +289,15 @@ def check_training_inputs(cfg: Config, source_path: Path, target_path: Path | No
                          "not read), or --variant source_only")
     labelled_path = _labelled_path(cfg, source_path, target_path)
     raise_problems(check_domain(labelled_path, require_labels=True), str(labelled_path))
-    images = [c.image for c in Domain.open(labelled_path).cases("train")]
+    labelled = Domain.open(labelled_path)
+    images = [c.image for c in labelled.cases("train")]
     if len(images) < 2:
         raise LmisaError(f"{labelled_path}: {len(images)} labelled case(s); training needs at least 2 (cases are held "
                          "out for validation and model selection)")
     if _reads_target_images(cfg, target_path):
         raise_problems(check_domain(target_path, require_labels=False), str(target_path))
         target = Domain.open(target_path)
-        raise_problems(label_table_problems(Domain.open(labelled_path), target), str(target_path))
+        raise_problems(label_table_problems(labelled, target), str(target_path))
         images += [c.image for c in target.cases("train")]
     raise_problems(orientation_problems(images), "voxel orientation")
 
