@@ -1,7 +1,9 @@
-"""Pseudo-label folders for self-training: every map checked against its target image, the target's own labels refused."""
+"""Pseudo-label folders for self-training: every map checked against its target image and the run's labels, the
+target's own labels refused (as a folder, a link or a copy), a changed folder refused on resume."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,15 +13,19 @@ import pytest
 
 from lmisa.datasets import Domain
 from lmisa.errors import LmisaError
-from lmisa.pseudo_labels import pseudo_label_jobs, pseudo_label_tag
+from lmisa.pseudo_labels import check_same_pseudo_labels, pseudo_label_jobs, pseudo_label_tag
 
 
 @pytest.fixture
 def target_and_maps(tmp_path: Path, nnunet_factory) -> tuple[Domain, Path]:
-    """A target data set and a folder of label maps for its cases (its labels copied: as a model would predict)."""
+    """A target data set and a folder of label maps for its cases (its labels written again as int16: a model's
+    prediction, not a copy of the label files)."""
     root = nnunet_factory("tgt", n_cases=2, shape=(4, 16, 16), labels={"background": 0, "organ": 1})
     maps = tmp_path / "pseudo"
-    shutil.copytree(root / "labelsTr", maps)
+    maps.mkdir()
+    for label in (root / "labelsTr").iterdir():
+        img = nib.load(label)
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine), maps / label.name)
     return Domain.open(root), maps
 
 
@@ -63,7 +69,7 @@ def test_a_bad_map_is_one_line_naming_it(target_and_maps, change, message) -> No
     _rewrite(maps / "case_000.nii.gz", change)
     with pytest.raises(LmisaError, match=message) as err:
         pseudo_label_jobs(maps, target, ["case_000", "case_001"])
-    assert "1 problem(s)" in str(err.value) and "case_000.nii.gz" in str(err.value)
+    assert "\n" not in str(err.value) and "case_000.nii.gz" in str(err.value)
 
 
 def test_the_tag_changes_when_a_map_is_made_again(target_and_maps) -> None:
@@ -73,3 +79,48 @@ def test_the_tag_changes_when_a_map_is_made_again(target_and_maps) -> None:
     assert pseudo_label_tag(jobs) == before
     _rewrite(maps / "case_000.nii.gz", lambda a: np.zeros_like(a))
     assert pseudo_label_tag(jobs) != before
+
+
+def test_a_copy_or_a_link_of_the_targets_own_labels_is_refused(target_and_maps) -> None:
+    target, maps = target_and_maps
+    shutil.copyfile(target.root / "labelsTr" / "case_000.nii.gz", maps / "case_000.nii.gz")
+    (maps / "case_001.nii.gz").unlink()
+    (maps / "case_001.nii.gz").symlink_to(target.root / "labelsTr" / "case_001.nii.gz")
+    with pytest.raises(LmisaError, match="2 problem") as err:
+        pseudo_label_jobs(maps, target, ["case_000", "case_001"])
+    assert str(err.value).count("is the target's own label map") == 2
+
+
+def test_values_are_checked_against_the_runs_labels_not_the_targets_table(target_and_maps) -> None:
+    target, maps = target_and_maps
+    run_labels = {"background": 0, "organ": 1, "other": 2}
+    _rewrite(maps / "case_000.nii.gz", lambda a: np.where(a > 0, 2, 0).astype(np.uint8))
+    pseudo_label_jobs(maps, target, ["case_000", "case_001"], run_labels)  # 2 is the run's, not the target's
+    with pytest.raises(LmisaError, match=r"label values \[2\] not declared"):
+        pseudo_label_jobs(maps, target, ["case_000", "case_001"], {"background": 0, "organ": 1})
+
+
+def test_maps_as_predict_writes_them_serve_a_target_stored_as_nii(tmp_path: Path, nnunet_factory) -> None:
+    root = nnunet_factory("tgt", n_cases=1, shape=(4, 16, 16), labels={"background": 0, "organ": 1})
+    for gz in [*root.glob("*/*.nii.gz")]:  # the same data set stored as .nii
+        nib.save(nib.load(gz), gz.with_suffix(""))
+        gz.unlink()
+    meta = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**meta, "file_ending": ".nii"}))
+    maps = tmp_path / "pseudo"
+    maps.mkdir()
+    img = nib.load(root / "labelsTr" / "case_000.nii")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine), maps / "case_000.nii.gz")
+    [(_, _, label)] = pseudo_label_jobs(maps, Domain.open(root), ["case_000"])
+    assert label.name == "case_000.nii.gz"
+
+
+def test_a_resume_refuses_maps_changed_since_the_run_started(target_and_maps) -> None:
+    target, maps = target_and_maps
+    jobs = pseudo_label_jobs(maps, target, ["case_000", "case_001"])
+    recorded = pseudo_label_tag(jobs)
+    check_same_pseudo_labels(recorded, jobs, str(maps))
+    check_same_pseudo_labels(None, jobs, str(maps))  # a run from before the fingerprint was recorded
+    _rewrite(maps / "case_000.nii.gz", lambda a: np.zeros_like(a))
+    with pytest.raises(LmisaError, match="changed since the run started"):
+        check_same_pseudo_labels(recorded, jobs, str(maps))

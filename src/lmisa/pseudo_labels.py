@@ -2,10 +2,12 @@
 (``data.pseudo_labels``).
 
 Why: the segmenter learns the target's appearance only through the critic and the reconstruction. A model's own
-post-processed predictions on the target training images (``lmisa predict -i TARGET -o FOLDER``) give it a
-segmentation term there too, with no target label read. The folder holds one ``<case><ending>`` label map per
-target training case, in the image's geometry; the target data set's own label folder is refused, so a slip
-cannot turn adaptation into supervision.
+post-processed predictions on the target training images (``lmisa predict -m RUN -i TARGET/imagesTr -o FOLDER``)
+give it a segmentation term there too, with no target label read. The folder holds one label map per target
+training case, ``<case><ending>`` or ``<case>.nii.gz`` (what ``lmisa predict`` writes), in the image's geometry.
+The target data set's own label folder, or a map that is one of its label files (a link or a byte copy), is
+refused, so a slip cannot turn adaptation into supervision. A run records the maps' fingerprint and a resume
+refuses maps changed since.
 
 Example:
     >>> from pathlib import Path
@@ -15,48 +17,70 @@ Example:
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from lmisa.datasets import Domain, Problem, check_case_files
+from lmisa.datasets import Domain, Problem, check_case_files, raise_problems
 from lmisa.errors import LmisaError
 
-__all__ = ["pseudo_label_file", "pseudo_label_jobs", "pseudo_label_tag"]
+PREDICT_ENDING = ".nii.gz"  # lmisa.predict.OUTPUT_SUFFIX, without importing torch here
+MAKE_MAPS = "lmisa predict -m RUN -i {target}/imagesTr -o FOLDER"
+
+__all__ = ["pseudo_label_file", "pseudo_label_jobs", "pseudo_label_tag", "check_same_pseudo_labels"]
 
 
 def pseudo_label_file(folder: Path, case: str, file_ending: str) -> Path:
-    """Where the pseudo-label map of ``case`` lies (the name ``lmisa predict`` writes)."""
-    return folder / f"{case}{file_ending}"
+    """Where the pseudo-label map of ``case`` lies: ``<case><file_ending>`` (the target's ending), else
+    ``<case>.nii.gz`` when only that exists (``lmisa predict`` writes .nii.gz for any input)."""
+    own = folder / f"{case}{file_ending}"
+    written = folder / f"{case}{PREDICT_ENDING}"
+    return written if not own.is_file() and written.is_file() else own
 
 
-def pseudo_label_jobs(folder: str | Path, target: Domain, names: Sequence[str]) -> list[tuple[str, Path, Path]]:
-    """``(case, image, pseudo-label)`` for the target training cases ``names``, every file checked first.
+def pseudo_label_jobs(
+    folder: str | Path, target: Domain, names: Sequence[str], labels: Mapping[str, int] | None = None,
+    check: bool = True,
+) -> list[tuple[str, Path, Path]]:
+    """``(case, image, pseudo-label)`` for the target training cases ``names``, every file checked first
+    (unless ``check``: only the names and the target's own labels).
 
-    Raises LmisaError (one line per problem, each naming its file) when the folder is missing or is the target's
-    own label folder, when a case has no map, or when a map is unreadable, not integer, holds a value the target
-    data set does not declare, or differs from its image in shape or geometry.
+    ``labels``: the run's label table (the source's), whose values a map may hold; None: the target's. Raises
+    LmisaError (one line per problem, each naming its file) when the folder is missing or is the target's own
+    label folder, when a case has no map, when a map is one of the target's label files, or when a map is
+    unreadable, not integer, holds another value, or differs from its image in shape or geometry.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise LmisaError(f"{folder}: data.pseudo_labels folder not found")
     if folder.resolve() == (target.root / "labelsTr").resolve():
         raise LmisaError(f"{folder}: data.pseudo_labels is the target data set's own label folder; pseudo-labels "
-                         f"are a trained model's predictions (lmisa predict -i {target.root} -o FOLDER)")
+                         f"are a trained model's predictions ({MAKE_MAPS.format(target=target.root)})")
     cases = {c.name: c for c in target.cases("train")}
-    declared = tuple(sorted(target.labels.values()))
+    declared = tuple(sorted((labels if labels is not None else target.labels).values()))
     jobs, problems = [], []
     for name in names:
         label = pseudo_label_file(folder, name, target.file_ending)
         if not label.is_file():
-            problems.append(Problem(label, f"no pseudo-label map for target case {name}"))
+            problems.append(Problem(label, f"no pseudo-label map for target case {name} "
+                                           f"({MAKE_MAPS.format(target=target.root)} writes one per case)"))
             continue
-        problems += check_case_files(cases[name].image, label, declared)
+        own = cases[name].label
+        if own is not None and _same_content(label, own):
+            problems.append(Problem(label, f"is the target's own label map {own}: pseudo-labels are a trained "
+                                           "model's predictions, never the target's labels"))
+            continue
+        if check:
+            problems += check_case_files(cases[name].image, label, declared)
         jobs.append((name, cases[name].image, label))
-    if problems:
-        lines = "\n".join(str(p) for p in problems)
-        raise LmisaError(f"data.pseudo_labels: {len(problems)} problem(s) found\n{lines}")
+    raise_problems(problems, "data.pseudo_labels")
     return jobs
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    """The same file (a link) or a byte-for-byte copy."""
+    return a.resolve() == b.resolve() or filecmp.cmp(a, b, shallow=False)
 
 
 def pseudo_label_tag(jobs: Sequence[tuple[str, Path, Path]]) -> str:
@@ -67,3 +91,11 @@ def pseudo_label_tag(jobs: Sequence[tuple[str, Path, Path]]) -> str:
         st = label.stat()
         h.update(f"{name}|{label.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:10]
+
+
+def check_same_pseudo_labels(recorded: str | None, jobs: Sequence[tuple[str, Path, Path]], folder: str) -> None:
+    """A resumed run trains on the maps it started with: refuse maps changed since (``recorded``: the tag in
+    the run's ``split.json``; None in runs from before it was recorded)."""
+    if recorded is not None and (now := pseudo_label_tag(jobs)) != recorded:
+        raise LmisaError(f"{folder}: the pseudo-label maps changed since the run started (fingerprint {recorded}, "
+                         f"now {now}); restore them, or start a new run on the new maps")

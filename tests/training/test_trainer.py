@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
@@ -505,6 +507,28 @@ def test_pseudo_labels_resume_as_a_straight_run(domains, pseudo_maps, tmp_path: 
         torch.testing.assert_close(tensor, b["net"][name], rtol=0, atol=0, msg=name)
 
 
+def test_pseudo_labels_are_recorded_and_a_resume_refuses_maps_changed_since(domains, pseudo_maps, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    src, tgt = domains
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", variant="source_only", overrides=cfg)
+    assert json.loads((tmp_path / "cut" / "split.json").read_text())["pseudo_labels_tag"]
+    first = next(pseudo_maps.iterdir())
+    img = nib.load(first)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), first)  # the maps made again
+    with pytest.raises(LmisaError, match="changed since the run started"):
+        train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+
+
+def test_a_bad_pseudo_label_folder_is_refused_before_a_run_folder_exists(domains, pseudo_maps, tmp_path: Path) -> None:
+    src, tgt = domains
+    next(pseudo_maps.iterdir()).unlink()
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    with pytest.raises(LmisaError, match="no pseudo-label map for target case"):
+        train(src, tgt, out=tmp_path / "run", variant="source_only", overrides=cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("variant, target, message", [
     ("supervised", True, "variant supervised does not train on pseudo-labels"),
     ("sifa", True, "variant sifa does not train on pseudo-labels"),
@@ -523,3 +547,12 @@ def test_pseudo_label_weight_is_checked(domains, tmp_path: Path) -> None:
     cfg = {**TINY, "loss": {"w_pseudo": -1.0}}
     with pytest.raises(LmisaError, match="loss.w_pseudo must be a number >= 0"):
         train(src, tgt, out=tmp_path / "run", overrides=cfg, progress=False)
+
+
+def test_a_progress_plot_that_fails_never_stops_a_training(domains, tmp_path: Path, monkeypatch) -> None:
+    def broken(history, path):
+        raise ValueError("Invalid bounding box")
+
+    monkeypatch.setattr("lmisa.training.trainer.plot_progress", broken)
+    run = train(*domains, out=tmp_path / "run", variant="source_only", overrides=TINY, progress=False)
+    assert (run / "DONE").exists() and "progress.png not drawn (ValueError: Invalid bounding box)" in (run / "train.log").read_text()

@@ -30,7 +30,7 @@ def train(
     pseudo_labels: Optional[Path] = typer.Option(
         None, "--pseudo-labels",
         help="Self-training: a folder of label maps of the target training cases made by a trained run "
-             "(`lmisa predict -m RUN -i TARGET -o FOLDER`); sets data.pseudo_labels."),
+             "(`lmisa predict -m RUN -i TARGET/imagesTr -o FOLDER`); sets data.pseudo_labels."),
     print_config: bool = typer.Option(
         False, "--print-config",
         help="Print the config these options resolve to (defaults, --config, --variant, overrides) as YAML and exit; "

@@ -148,6 +148,8 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         cfg.save(run_dir / runfiles.CONFIG)
         (run_dir / runfiles.PLANS).write_text(data.plans.to_json())
         meta = dict(data.split, source=str(source.resolve()), target=str(target.resolve()) if target else None)
+        if data.pseudo_labels_tag is not None:
+            meta["pseudo_labels_tag"] = data.pseudo_labels_tag  # a resume refuses maps changed since
         (run_dir / runfiles.SPLIT).write_text(json.dumps(meta, indent=2))
     elif resume:
         if saved_plans.cache_key() != data.plans.cache_key():

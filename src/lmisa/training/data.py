@@ -48,6 +48,7 @@ class TrainingData:
     # and each target training case's slice spacing
     region_span_mm: float | None = None
     target_slice_mm: list[float] | None = None
+    pseudo_labels_tag: str | None = None  # data.pseudo_labels: the maps' fingerprint, recorded in split.json
 
 
 def make_plans(cfg: Config, source: Domain) -> Plans:
@@ -211,10 +212,10 @@ def prepare_training_data(
     source_mm = case_slice_mm(plans, labelled, split["source_train"])  # read once: the extents and the organ share
     extents = longest_extents_mm(source_train, source_mm, plans.labels)
     plans = replace(plans, organ_extent_mm=extents)  # saved with the run, for post.extent_margin
-    target_train = None
+    target_train = tag = None
     if unlabelled is not None and split.get("target_train"):
         if cfg.uses_pseudo_labels:
-            target_train = _pseudo_labelled(cfg, unlabelled, split["target_train"], cache_plans, cache_root, progress, log)
+            target_train, tag = _pseudo_labelled(cfg, unlabelled, split, cache_plans, cache_root, progress, log)
         else:
             tgt_files = _cache_domain(
                 unlabelled, split["target_train"], cache_plans, False, cache_root, progress, "target images"
@@ -238,7 +239,7 @@ def prepare_training_data(
             if not spans:
                 raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
             region = max(spans)
-    return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm)
+    return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm, tag)
 
 
 LABEL_CUT_WARNING = 0.01  # a labelled case losing more of its organ voxels to the crop is named
@@ -298,6 +299,10 @@ def check_training_inputs(cfg: Config, source_path: Path, target_path: Path | No
         raise_problems(check_domain(target_path, require_labels=False), str(target_path))
         target = Domain.open(target_path)
         raise_problems(label_table_problems(labelled, target), str(target_path))
+        if cfg.uses_pseudo_labels:  # every map checked here, before a run folder exists
+            from lmisa.pseudo_labels import pseudo_label_jobs
+
+            pseudo_label_jobs(cfg.data.pseudo_labels, target, [c.name for c in target.cases("train")], labelled.labels)
         images += [c.image for c in target.cases("train")]
     raise_problems(orientation_problems(images), "voxel orientation")
 
@@ -334,24 +339,28 @@ def check_pseudo_labels(cfg: Config, target_path: Path | None) -> None:
 
 
 def _pseudo_labelled(
-    cfg: Config, target: Domain, names: list[str], plans: Plans, cache_root: Path, progress: bool,
+    cfg: Config, target: Domain, split: dict, plans: Plans, cache_root: Path, progress: bool,
     log: logging.Logger | None,
-) -> SliceSet:
-    """The target training slices with the labels of ``data.pseudo_labels`` (lmisa.pseudo_labels), cached apart
-    from the images-only cache and keyed by the maps' files."""
-    from lmisa.pseudo_labels import pseudo_label_jobs, pseudo_label_tag
+) -> tuple[SliceSet, str]:
+    """The target training slices with the labels of ``data.pseudo_labels`` (lmisa.pseudo_labels; the maps were
+    checked by :func:`check_training_inputs`), cached apart from the images-only cache and keyed by the maps'
+    files, and the maps' fingerprint. A resumed run's ``split`` holds the fingerprint it started with."""
+    from lmisa.pseudo_labels import check_same_pseudo_labels, pseudo_label_jobs, pseudo_label_tag
 
-    jobs = pseudo_label_jobs(Path(cfg.data.pseudo_labels), target, names)
+    names = split["target_train"]
+    jobs = pseudo_label_jobs(Path(cfg.data.pseudo_labels), target, names, check=False)
+    check_same_pseudo_labels(split.get("pseudo_labels_tag"), jobs, str(cfg.data.pseudo_labels))
+    tag = pseudo_label_tag(jobs)
     folder = _cache_folder(target, [image for _, image, _ in jobs], plans, cache_root)
-    folder = folder.with_name(f"{folder.name}-pseudo-{pseudo_label_tag(jobs)}")
+    folder = folder.with_name(f"{folder.name}-pseudo-{tag}")
     files, errors = build_cache(jobs, folder, plans, progress=progress, description="target pseudo-labels")
     raise_problems(errors, str(cfg.data.pseudo_labels))
     labelled = load_slices(files, names, with_labels=True)
     if log:
         share = float(organ_slices(labelled.labels).float().mean())
-        log.info("target pseudo-labels: %s (%d cases, %.0f %% of slices hold an organ), weight %g",
-                 cfg.data.pseudo_labels, len(names), 100 * share, cfg.loss.w_pseudo)
-    return labelled
+        log.info("target pseudo-labels: %s (%d cases, %.0f %% of slices hold an organ, fingerprint %s), weight %g",
+                 cfg.data.pseudo_labels, len(names), 100 * share, tag, cfg.loss.w_pseudo)
+    return labelled, tag
 
 
 def _organ_share(

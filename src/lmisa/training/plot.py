@@ -17,6 +17,17 @@ def plot_progress(history: Sequence[dict[str, Any]], path: Path) -> None:
     epochs = [row["epoch"] for row in history]
     loss_keys = [k for k in history[0] if k.startswith("loss_")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    try:
+        _draw(axes, epochs, loss_keys, history)
+        fig.tight_layout()
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=80)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+
+
+def _draw(axes: Any, epochs: list[int], loss_keys: list[str], history: Sequence[dict[str, Any]]) -> None:
     for k in loss_keys:
         axes[0].plot(epochs, [row.get(k, float("nan")) for row in history], label=k[5:])
     axes[0].set_yscale("symlog", linthresh=1e-2)
@@ -29,8 +40,3 @@ def plot_progress(history: Sequence[dict[str, Any]], path: Path) -> None:
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)

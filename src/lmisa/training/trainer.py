@@ -553,7 +553,10 @@ class Trainer:
         if self.is_main:
             self.save(best=improved)
             runfiles.write_history_csv(self.run_dir / runfiles.LOG_CSV, self.history)
-            plot_progress(self.history, self.run_dir / runfiles.PROGRESS)
+            try:
+                plot_progress(self.history, self.run_dir / runfiles.PROGRESS)
+            except Exception as exc:  # a picture never stops a training: the checkpoint and log.csv are written
+                self.log.warning("%s not drawn (%s: %s)", runfiles.PROGRESS, type(exc).__name__, exc)
             self.log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
     @staticmethod
