@@ -77,8 +77,10 @@ class Direction:
 # ----------------------------------------------------------------------------- data split
 
 
-def split_dataset(src: Path, out: Path, test_fraction: float, seed: int) -> tuple[Path, Path]:
-    """Two nnU-Net folders (train, test) of links to ``src``'s cases, split by case with ``seed``."""
+def split_dataset(src: Path, out: Path, test_fraction: float, seed: int,
+                  parts: tuple[str, str] = ("train", "test")) -> tuple[Path, Path]:
+    """Two nnU-Net folders (``<src>_<parts[0]>``, ``<src>_<parts[1]>``) of links to ``src``'s cases, split by case
+    with ``seed``; the second holds ``test_fraction`` of them (at least one)."""
     import random
 
     from lmisa.datasets import Domain, link_subset
@@ -87,9 +89,17 @@ def split_dataset(src: Path, out: Path, test_fraction: float, seed: int) -> tupl
     shuffled = names[:]
     random.Random(seed).shuffle(shuffled)
     n_test = max(1, round(len(names) * test_fraction))
-    train = link_subset(src, out / f"{src.name}_train", sorted(shuffled[n_test:]))
-    test = link_subset(src, out / f"{src.name}_test", sorted(shuffled[:n_test]))
+    train = link_subset(src, out / f"{src.name}_{parts[0]}", sorted(shuffled[n_test:]))
+    test = link_subset(src, out / f"{src.name}_{parts[1]}", sorted(shuffled[:n_test]))
     return train, test
+
+
+def hold_out_target(direction: Direction, out: Path, fraction: float, seed: int) -> Direction:
+    """``direction`` training on ``<target>_fit`` only: ``fraction`` of the target's training cases go to
+    ``<target>_held``, images no run of the benchmark trains on, for label-free measures that no model has
+    fitted (``label_free.py --held-out``). Their labels are never read."""
+    fit, _ = split_dataset(direction.train_target, out, fraction, seed, parts=("fit", "held"))
+    return Direction(direction.name, direction.train_source, fit, direction.test_target)
 
 
 def default_directions(out: Path, seed: int) -> list[Direction]:
@@ -588,6 +598,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ablation-seeds", type=int, default=1,
                     help="the ablations and peers run at the first K of --seeds (the main variants at all)")
     ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--hold-out-target", type=float, default=0.0, metavar="FRACTION",
+                    help="keep this share of the target's training cases out of every run (<target>_held, for "
+                         "label_free.py --held-out); the runs train on the rest (<target>_fit)")
     ap.add_argument("--train-source", type=Path)
     ap.add_argument("--train-target", type=Path)
     ap.add_argument("--test-target", type=Path, help="evaluate finished runs on this data set (no retraining)")
@@ -621,6 +634,10 @@ def main(argv: list[str] | None = None) -> None:
         directions = default_directions(out, args.split_seed)
         if args.direction:
             directions = [d for d in directions if d.name == args.direction]
+    if not 0.0 <= args.hold_out_target < 1.0:
+        sys.exit(f"error: --hold-out-target must be in [0, 1), got {args.hold_out_target}")
+    if args.hold_out_target:
+        directions = [hold_out_target(d, out / "data", args.hold_out_target, args.split_seed) for d in directions]
     jobs = plan_jobs(directions, variants, seeds, out, args.ablation_seeds)
     if args.parallel is not None and args.parallel < 1:
         sys.exit(f"error: --parallel must be at least 1, got {args.parallel}")

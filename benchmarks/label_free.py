@@ -16,6 +16,10 @@ target's TRAINING images (the data sets the run's ``split.json`` names, or the f
   slices without post-processing; over the ten 2,400-step MR -> CT runs of RESULTS 2s its sd was 4.0 against 1.0.
 Each run's three predictions (two of the target's training images, one of the source-val cases) run in their own
 processes, ``--parallel`` runs at a time (several fit on one GPU).
+
+With ``--held-out`` the target measures are read on ``<target>_held`` instead: the target training cases that
+``abdomen.py --hold-out-target`` kept out of every run, which the run trained on as ``<target>_fit``. A run
+that fitted its target images (the critic, self-training's maps) is then measured on images no model saw.
 """
 
 from __future__ import annotations
@@ -72,16 +76,28 @@ def source_val_cases(run: Path, source: Path, keep: Path, device: str) -> float:
     return json.loads((keep / "source_val.json").read_text())[0]["dice_plain_organ_slices"]
 
 
-def measure(bench: Path, run: Path, keep: Path, margin: float, device: str) -> dict:
-    """The label-free row of one finished run."""
+def held_out_set(run: Path, target: Path) -> Path:
+    """``<target>_held`` beside the ``<target>_fit`` the run trained on (abdomen.py --hold-out-target)."""
+    if not target.name.endswith("_fit"):
+        raise SystemExit(f"error: {run}: trained on {target}, not on a <target>_fit set of abdomen.py --hold-out-target")
+    held = target.with_name(target.name.removesuffix("_fit") + "_held")
+    if not (held / "imagesTr").is_dir():
+        raise SystemExit(f"error: {run}: no held-out set {held} beside {target}")
+    return held
+
+
+def measure(bench: Path, run: Path, keep: Path, margin: float, device: str, held_out: bool = False) -> dict:
+    """The label-free row of one finished run (the target measures on its held-out set with ``held_out``)."""
     direction, variant, seed = run.parts[-3], run.parts[-2], int(run.name.removeprefix("seed"))
     source, target = trained_on(bench, run)
+    if held_out:
+        target = held_out_set(run, target)
     epoch, val_dice = best_validation(run)
     own = organ_volumes(run, source, target, keep / "own", device, [])
     nocap = organ_volumes(run, source, target, keep / "nocap", device,
                           ["--extent-margin", "0", "--region-margin", str(margin)])
     return {
-        "bench": str(bench), "direction": direction, "variant": variant, "seed": seed,
+        "bench": str(bench), "direction": direction, "variant": variant, "seed": seed, "measured_on": target.name,
         "best_epoch": epoch, "val_dice": val_dice, "val_dice_cases": source_val_cases(run, source, keep / "val", device),
         "outside_share": nocap["outside_region"]["share"], "region_mm": nocap["outside_region"]["region_mm"],
         "ratios": {k: o["ratio"] for k, o in own["organs"].items()}, "volume_score": own["score"],
@@ -98,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="keep the predictions here (default: a temporary folder)")
+    ap.add_argument("--held-out", action="store_true",
+                    help="measure the target on <target>_held, the cases abdomen.py --hold-out-target kept out of training")
     args = ap.parse_args(argv)
     runs = [(bench, run) for bench in args.benches for variant in args.variants
             for run in sorted(bench.glob(f"runs/*/{variant}/seed*")) if (run / "DONE").exists()]
@@ -106,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     keep = args.keep or Path(tempfile.mkdtemp(prefix="label_free_"))
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:
         rows = list(pool.map(lambda br: measure(br[0], br[1], keep / f"{br[0].name}_{'_'.join(br[1].parts[-3:])}",
-                                                args.region_margin, args.device), runs))
+                                                args.region_margin, args.device, args.held_out), runs))
     args.out.write_text(json.dumps(rows, indent=1))
     for r in rows:
         print(f"{r['bench']} {r['direction']} {r['variant']} seed {r['seed']}: source val {r['val_dice']:.2f} "

@@ -27,6 +27,16 @@ def test_split_is_by_case_disjoint_and_stable(abdomen, nnunet_factory, tmp_path:
         abdomen.split_dataset(src, tmp_path / "data", 0.25, seed=1)
 
 
+def test_held_out_target_cases_train_no_run(abdomen, nnunet_factory, tmp_path: Path) -> None:
+    src, tgt = nnunet_factory("MR", n_cases=4), nnunet_factory("CT", n_cases=6)
+    d = abdomen.Direction("MR->CT", src, tgt, tmp_path / "test")
+    held = abdomen.hold_out_target(d, tmp_path / "data", 1 / 3, seed=0)
+    names = lambda root: {p.name for p in (root / "imagesTr").iterdir()}  # noqa: E731
+    fit, rest = tmp_path / "data" / "CT_fit", tmp_path / "data" / "CT_held"
+    assert held == abdomen.Direction("MR->CT", src, fit, tmp_path / "test")
+    assert len(names(fit)) == 4 and len(names(rest)) == 2 and names(fit) | names(rest) == names(tgt)
+
+
 def test_jobs_seeds_and_order(abdomen, tmp_path: Path) -> None:
     d = abdomen.Direction("CT->MR", tmp_path / "a", tmp_path / "b", tmp_path / "c")
     jobs = abdomen.plan_jobs([d], ["source_only", "lmisa", "no_shape"], [0, 1, 2], tmp_path)

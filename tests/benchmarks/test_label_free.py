@@ -70,3 +70,22 @@ def test_a_split_without_its_data_sets_is_a_one_line_error(label_free, tmp_path:
 def test_no_finished_run_is_a_one_line_error(label_free, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no finished run of lmisa"):
         label_free.main([str(tmp_path), "--out", str(tmp_path / "lf.json")])
+
+
+def test_held_out_measures_the_target_cases_no_run_trained_on(label_free, monkeypatch, tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    run = _run(bench, "MR2CT", 0, [1.0])
+    data = bench / "data"
+    (data / "CT_BTCV_train_held" / "imagesTr").mkdir(parents=True)
+    split = json.loads((run / "split.json").read_text())
+    (run / "split.json").write_text(json.dumps({**split, "target": str(data / "CT_BTCV_train_fit")}))
+    seen = []
+    monkeypatch.setattr(label_free, "organ_volumes", lambda run, source, target, keep, device, extra: seen.append(
+        target.name) or {"organs": {}, "score": 0.1, "outside_region": {"share": 0.0, "region_mm": 1.0}})
+    monkeypatch.setattr(label_free, "source_val_cases", lambda run, source, keep, device: 80.0)
+    label_free.main([str(bench), "--out", str(tmp_path / "lf.json"), "--held-out"])
+    assert seen == ["CT_BTCV_train_held"] * 2
+    assert json.loads((tmp_path / "lf.json").read_text())[0]["measured_on"] == "CT_BTCV_train_held"
+    (run / "split.json").write_text(json.dumps(split))  # a run on the whole target set has no held-out cases
+    with pytest.raises(SystemExit, match="not on a <target>_fit set"):
+        label_free.main([str(bench), "--out", str(tmp_path / "lf.json"), "--held-out"])
