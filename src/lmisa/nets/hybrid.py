@@ -71,17 +71,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lmisa.nets.pooling import MaxPool2d, MaxPool3d
+
 __all__ = ["HybridNet", "conv_layers", "make_norm"]
 
 _NORMS = ("none", "instance", "batch")
 
 
 def conv_layers(dims: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
-    """``(Conv, ConvTranspose, MaxPool)`` classes for 2 or 3 spatial dimensions."""
+    """``(Conv, ConvTranspose, MaxPool)`` classes for 2 or 3 spatial dimensions (the pooling: lmisa.nets.pooling,
+    the plain op's results, faster on the CPU)."""
     if dims == 2:
-        return nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d
+        return nn.Conv2d, nn.ConvTranspose2d, MaxPool2d
     if dims == 3:
-        return nn.Conv3d, nn.ConvTranspose3d, nn.MaxPool3d
+        return nn.Conv3d, nn.ConvTranspose3d, MaxPool3d
     raise ValueError(f"dims must be 2 or 3, got {dims!r}")
 
 

@@ -87,6 +87,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmisa.augment import standardise
+from lmisa.nets.pooling import MaxPool2d
 from lmisa.peers.blocks import (
     PatchDiscriminator,
     PeerTrainer,
@@ -179,9 +180,9 @@ class SIFAEncoder(nn.Module):
         super().__init__()
         self.out_channels = 32 * fb
         self.stem = _conv_bn_relu(in_channels, fb, 7)
-        self.level1 = nn.Sequential(_EncBlock(fb, fb), nn.MaxPool2d(2))
-        self.level2 = nn.Sequential(_EncBlock(fb, 2 * fb), nn.MaxPool2d(2))
-        self.level3 = nn.Sequential(_EncBlock(2 * fb, 4 * fb), _EncBlock(4 * fb, 4 * fb), nn.MaxPool2d(2))
+        self.level1 = nn.Sequential(_EncBlock(fb, fb), MaxPool2d(2))
+        self.level2 = nn.Sequential(_EncBlock(fb, 2 * fb), MaxPool2d(2))
+        self.level3 = nn.Sequential(_EncBlock(2 * fb, 4 * fb), _EncBlock(4 * fb, 4 * fb), MaxPool2d(2))
         self.level4 = nn.Sequential(
             _EncBlock(4 * fb, 8 * fb), _EncBlock(8 * fb, 8 * fb),
             _EncBlock(8 * fb, 16 * fb), _EncBlock(16 * fb, 16 * fb), _EncBlock(16 * fb, 16 * fb),
