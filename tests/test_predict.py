@@ -579,3 +579,12 @@ def test_an_image_without_geometry_is_taken_as_stored(model: LoadedModel) -> Non
     bare = MedicalImage(image.array)  # the default identity affine: no geometry given
     lps = LoadedModel(model.net, replace(model.plans, axis_codes="LPS"), model.config)
     np.testing.assert_array_equal(predict_volume(lps, bare), predict_volume(model, bare))
+
+
+def test_a_nifti_file_with_the_identity_affine_is_turned_as_ras(model: LoadedModel, tmp_path: Path) -> None:
+    image = _image(shape=(5, 24, 20), rotate=False)
+    write_image(tmp_path / "eye.nii.gz", image.array)  # no geometry given: the identity affine
+    on_disk = read_image(tmp_path / "eye.nii.gz")  # RAS by its header, not "no geometry"
+    las = LoadedModel(model.net, replace(model.plans, axis_codes="LAS"), model.config)
+    mirrored = MedicalImage(np.ascontiguousarray(on_disk.array[..., ::-1]))  # RAS -> LAS: x reversed, taken as stored
+    np.testing.assert_array_equal(predict_volume(las, on_disk), predict_volume(las, mirrored)[..., ::-1])

@@ -223,7 +223,7 @@ def predict_volume(
 ) -> np.ndarray:
     """The label map of ``image`` on its own grid: uint8, the shape of ``image.array`` (``(Z, Y, X)``). An image
     stored in other voxel axes than the run's training images is predicted in the run's (lmisa.orientation); one
-    with the identity affine (no geometry given) as stored.
+    built in memory without geometry (the identity affine and no NIfTI header) as stored.
 
     ``model``: one run, or an :class:`lmisa.ensemble.Ensemble` whose members' probabilities are averaged.
     ``device`` defaults to the model's device (the network is moved there if needed).
@@ -245,8 +245,8 @@ def predict_volume(
     if array.ndim not in (2, 3) or array.size == 0:
         raise LmisaError(f"expected a non-empty 2D or 3D image, got shape {array.shape}")
     # an image stored otherwise is turned into the run's voxel axes, and back; one built in memory without
-    # geometry (MedicalImage's default identity affine) is taken as stored
-    if plans.axis_codes is not None and not np.array_equal(image.affine, np.eye(4)):
+    # geometry (MedicalImage's default identity affine, no header) is taken as stored
+    if plans.axis_codes is not None and not (image.header is None and np.array_equal(image.affine, np.eye(4))):
         turned, back = to_axes(image, plans.axis_codes)
         if turned is not image:
             return back(predict_volume(model, turned, device, batch_size, largest_component, tta, extent_margin))
