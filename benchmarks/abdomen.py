@@ -77,10 +77,11 @@ class Direction:
 # ----------------------------------------------------------------------------- data split
 
 
-def split_dataset(src: Path, out: Path, test_fraction: float, seed: int,
-                  parts: tuple[str, str] = ("train", "test")) -> tuple[Path, Path]:
+def split_dataset(src: Path, out: Path, test_fraction: float, seed: int, parts: tuple[str, str] = ("train", "test"),
+                  second_labelled: bool = True) -> tuple[Path, Path]:
     """Two nnU-Net folders (``<src>_<parts[0]>``, ``<src>_<parts[1]>``) of links to ``src``'s cases, split by case
-    with ``seed``; the second holds ``test_fraction`` of them (at least one)."""
+    with ``seed``; the second holds ``test_fraction`` of them (at least one), without labels unless
+    ``second_labelled``."""
     import random
 
     from lmisa.datasets import Domain, link_subset
@@ -89,33 +90,20 @@ def split_dataset(src: Path, out: Path, test_fraction: float, seed: int,
     shuffled = names[:]
     random.Random(seed).shuffle(shuffled)
     n_test = max(1, round(len(names) * test_fraction))
+    if n_test >= len(names):
+        raise SystemExit(f"error: {src}: {len(names)} case(s) cannot give {test_fraction:g} of them to "
+                         f"{src.name}_{parts[1]} and keep any for {src.name}_{parts[0]}")
     train = link_subset(src, out / f"{src.name}_{parts[0]}", sorted(shuffled[n_test:]))
-    test = link_subset(src, out / f"{src.name}_{parts[1]}", sorted(shuffled[:n_test]))
+    test = link_subset(src, out / f"{src.name}_{parts[1]}", sorted(shuffled[:n_test]), with_labels=second_labelled)
     return train, test
 
 
 def hold_out_target(direction: Direction, out: Path, fraction: float, seed: int) -> Direction:
     """``direction`` training on ``<target>_fit`` only: ``fraction`` of the target's training cases go to
-    ``<target>_held``, images no run of the benchmark trains on, for label-free measures that no model has
-    fitted (``label_free.py --held-out``). Their labels are never read."""
-    fit, _ = split_dataset(direction.train_target, out, fraction, seed, parts=("fit", "held"))
+    ``<target>_held`` (images only, no label linked), cases no run of the benchmark trains on, for label-free
+    measures that no model has fitted (``label_free.py --held-out``)."""
+    fit, _ = split_dataset(direction.train_target, out, fraction, seed, parts=("fit", "held"), second_labelled=False)
     return Direction(direction.name, direction.train_source, fit, direction.test_target)
-
-
-def default_directions(out: Path, seed: int) -> list[Direction]:
-    data = out / "data"
-    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists() and (data / "CT_BTCV_train" / "dataset.json").exists():
-        # a copy of the split made elsewhere (benchmarks/compact_data.py): train phase only
-        ct, mr = data / "CT_BTCV", data / "MR_CHAOS_T2"
-        return [
-            Direction("CT->MR", Path(f"{ct}_train"), Path(f"{mr}_train"), Path(f"{mr}_test")),
-            Direction("MR->CT", Path(f"{mr}_train"), Path(f"{ct}_train"), Path(f"{ct}_test")),
-        ]
-    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists():
-        sys.exit(f"error: {ABDOMEN}: the abdominal data is not there (set LMISA_ABDOMEN or pass --train-source ...)")
-    ct_train, ct_test = split_dataset(ABDOMEN / "CT_BTCV", out / "data", 0.25, seed)
-    mr_train, mr_test = split_dataset(ABDOMEN / "MR_CHAOS_T2", out / "data", 0.25, seed)
-    return [Direction("CT->MR", ct_train, mr_train, mr_test), Direction("MR->CT", mr_train, ct_train, ct_test)]
 
 
 # ----------------------------------------------------------------------------- training

@@ -20,7 +20,6 @@ from typing import Callable, Iterator
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 
 from lmisa.nets import pooling
 
@@ -28,15 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import bench as bench_step  # noqa: E402
 
 
-def _plain_forward(self, input: torch.Tensor) -> torch.Tensor:
-    pool = F.max_pool2d if self.dims == 2 else F.max_pool3d
-    return pool(input, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode)
-
-
 @contextlib.contextmanager
 def plain_pooling(on: bool) -> Iterator[None]:
     """Every lmisa pooling layer runs the plain op while ``on``."""
-    with mock.patch.object(pooling._CpuChannelsLastPool, "forward", _plain_forward) if on else contextlib.nullcontext():
+    plain = pooling._CpuChannelsLastPool._plain
+    with mock.patch.object(pooling._CpuChannelsLastPool, "_channels_last", plain) if on else contextlib.nullcontext():
         yield
 
 

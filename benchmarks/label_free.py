@@ -98,6 +98,7 @@ def measure(bench: Path, run: Path, keep: Path, margin: float, device: str, held
                           ["--extent-margin", "0", "--region-margin", str(margin)])
     return {
         "bench": str(bench), "direction": direction, "variant": variant, "seed": seed, "measured_on": target.name,
+        "measured_cases": sorted(f.name for f in (target / "imagesTr").iterdir()),
         "best_epoch": epoch, "val_dice": val_dice, "val_dice_cases": source_val_cases(run, source, keep / "val", device),
         "outside_share": nocap["outside_region"]["share"], "region_mm": nocap["outside_region"]["region_mm"],
         "ratios": {k: o["ratio"] for k, o in own["organs"].items()}, "volume_score": own["score"],

@@ -3,6 +3,7 @@ target's own labels refused (as a folder, a link or a copy), a changed folder re
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -24,9 +25,13 @@ def target_and_maps(tmp_path: Path, nnunet_factory) -> tuple[Domain, Path]:
     maps = tmp_path / "pseudo"
     maps.mkdir()
     for label in (root / "labelsTr").iterdir():
-        img = nib.load(label)
-        nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine), maps / label.name)
+        _rewrite_as_int16(label, maps / label.name)
     return Domain.open(root), maps
+
+
+def _rewrite_as_int16(label: Path, out: Path) -> None:
+    img = nib.load(label)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine), out)
 
 
 def _rewrite(path: Path, change) -> None:
@@ -81,14 +86,29 @@ def test_the_tag_changes_when_a_map_is_made_again(target_and_maps) -> None:
     assert pseudo_label_tag(jobs) != before
 
 
-def test_a_copy_or_a_link_of_the_targets_own_labels_is_refused(target_and_maps) -> None:
+def test_a_copy_or_a_link_of_the_targets_own_labels_is_refused(target_and_maps, tmp_path: Path) -> None:
     target, maps = target_and_maps
-    shutil.copyfile(target.root / "labelsTr" / "case_000.nii.gz", maps / "case_000.nii.gz")
+    own = target.root / "labelsTr"
+    shutil.copyfile(own / "case_000.nii.gz", maps / "case_000.nii.gz")
     (maps / "case_001.nii.gz").unlink()
-    (maps / "case_001.nii.gz").symlink_to(target.root / "labelsTr" / "case_001.nii.gz")
+    (maps / "case_001.nii.gz").symlink_to(own / "case_000.nii.gz")  # a link to another case's label
     with pytest.raises(LmisaError, match="2 problem") as err:
         pseudo_label_jobs(maps, target, ["case_000", "case_001"])
-    assert str(err.value).count("is the target's own label map") == 2
+    assert str(err.value).count("is one of the target's own label maps") == 2
+    (maps / "case_001.nii.gz").unlink()
+    raw = tmp_path / "raw.nii"
+    raw.write_bytes(gzip.decompress((own / "case_001.nii.gz").read_bytes()))
+    (maps / "case_001.nii.gz").write_bytes(gzip.compress(raw.read_bytes()))  # gzipped again: other bytes, same NIfTI
+    (maps / "case_000.nii.gz").unlink()
+    _rewrite_as_int16(own / "case_000.nii.gz", maps / "case_000.nii.gz")
+    with pytest.raises(LmisaError, match="case_001.nii.gz: is one of the target's own label maps"):
+        pseudo_label_jobs(maps, target, ["case_000", "case_001"])
+
+
+def test_a_case_with_two_maps_or_none_in_the_target_is_named(target_and_maps) -> None:
+    target, maps = target_and_maps
+    with pytest.raises(LmisaError, match="no target training case case_009"):
+        pseudo_label_jobs(maps, target, ["case_000", "case_009"])
 
 
 def test_values_are_checked_against_the_runs_labels_not_the_targets_table(target_and_maps) -> None:
@@ -113,6 +133,9 @@ def test_maps_as_predict_writes_them_serve_a_target_stored_as_nii(tmp_path: Path
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine), maps / "case_000.nii.gz")
     [(_, _, label)] = pseudo_label_jobs(maps, Domain.open(root), ["case_000"])
     assert label.name == "case_000.nii.gz"
+    nib.save(nib.load(label), maps / "case_000.nii")  # a stale map beside predict's: which one is meant?
+    with pytest.raises(LmisaError, match=r"two maps for target case case_000 \(case_000.nii and case_000.nii.gz\)"):
+        pseudo_label_jobs(maps, Domain.open(root), ["case_000"])
 
 
 def test_a_resume_refuses_maps_changed_since_the_run_started(target_and_maps) -> None:
@@ -121,6 +144,10 @@ def test_a_resume_refuses_maps_changed_since_the_run_started(target_and_maps) ->
     recorded = pseudo_label_tag(jobs)
     check_same_pseudo_labels(recorded, jobs, str(maps))
     check_same_pseudo_labels(None, jobs, str(maps))  # a run from before the fingerprint was recorded
+    (maps / "case_001.nii.gz").touch()
+    shutil.copyfile(maps / "case_000.nii.gz", maps / "copy")
+    (maps / "copy").replace(maps / "case_000.nii.gz")  # copied back without its times: the same maps
+    check_same_pseudo_labels(recorded, jobs, str(maps))
     _rewrite(maps / "case_000.nii.gz", lambda a: np.zeros_like(a))
     with pytest.raises(LmisaError, match="changed since the run started"):
         check_same_pseudo_labels(recorded, jobs, str(maps))

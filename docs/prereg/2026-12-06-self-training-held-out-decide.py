@@ -19,11 +19,20 @@ def arm(row: dict) -> str:
 rows = json.loads(Path(sys.argv[1]).read_text())
 if any(not r.get("measured_on", "").endswith("_held") for r in rows):
     sys.exit("no decision: the JSON holds rows not measured on held-out cases (label_free.py --held-out)")
-by = {(arm(r), r["direction"], r["seed"]): r for r in rows if r["variant"] == "source_only"}
+by: dict = {}
+for r in rows:
+    if r["variant"] == "source_only":
+        key = (arm(r), r["direction"], r["seed"])
+        if key in by:
+            sys.exit(f"no decision: two rows for {key}")
+        by[key] = r
 keys = [(d, s) for d, seeds in SEEDS.items() for s in seeds]
 missing = [(a, d, s) for d, s in keys for a in ("base", "self") if (a, d, s) not in by]
 if missing:
     sys.exit(f"no decision: runs missing from the JSON: {missing}")
+unlike = [(d, s) for d, s in keys if by[("base", d, s)]["measured_cases"] != by[("self", d, s)]["measured_cases"]]
+if unlike:
+    sys.exit(f"no decision: base and self-trained measured on different held-out cases in {unlike}")
 
 
 def pairs(key, directions=tuple(SEEDS)) -> list[tuple[float, float]]:

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import filecmp
+import gzip
 import hashlib
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -48,27 +48,38 @@ def pseudo_label_jobs(
 
     ``labels``: the run's label table (the source's), whose values a map may hold; None: the target's. Raises
     LmisaError (one line per problem, each naming its file) when the folder is missing or is the target's own
-    label folder, when a case has no map, when a map is one of the target's label files, or when a map is
-    unreadable, not integer, holds another value, or differs from its image in shape or geometry.
+    label folder, when a case has no map or two (both endings), when a map is one of the target's label files
+    (a link into its ``labelsTr``, or the same bytes, gzipped or not: the label files are opened for this
+    comparison only), or when a map is unreadable, not integer, holds another value, or differs from its image
+    in shape or geometry.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise LmisaError(f"{folder}: data.pseudo_labels folder not found")
-    if folder.resolve() == (target.root / "labelsTr").resolve():
+    own_folder = (target.root / "labelsTr").resolve()
+    if folder.resolve() == own_folder:
         raise LmisaError(f"{folder}: data.pseudo_labels is the target data set's own label folder; pseudo-labels "
                          f"are a trained model's predictions ({MAKE_MAPS.format(target=target.root)})")
     cases = {c.name: c for c in target.cases("train")}
     declared = tuple(sorted((labels if labels is not None else target.labels).values()))
     jobs, problems = [], []
     for name in names:
+        if name not in cases:
+            problems.append(Problem(target.root / "imagesTr", f"no target training case {name} (the run's split names it)"))
+            continue
         label = pseudo_label_file(folder, name, target.file_ending)
+        both = {folder / f"{name}{target.file_ending}", folder / f"{name}{PREDICT_ENDING}"}
         if not label.is_file():
             problems.append(Problem(label, f"no pseudo-label map for target case {name} "
                                            f"({MAKE_MAPS.format(target=target.root)} writes one per case)"))
             continue
+        if len(both) == 2 and all(p.is_file() for p in both):
+            problems.append(Problem(label, f"two maps for target case {name} ({' and '.join(sorted(p.name for p in both))}); "
+                                           "keep one"))
+            continue
         own = cases[name].label
-        if own is not None and _same_content(label, own):
-            problems.append(Problem(label, f"is the target's own label map {own}: pseudo-labels are a trained "
+        if label.resolve().parent == own_folder or (own is not None and _same_payload(label, own)):
+            problems.append(Problem(label, "is one of the target's own label maps: pseudo-labels are a trained "
                                            "model's predictions, never the target's labels"))
             continue
         if check:
@@ -78,18 +89,22 @@ def pseudo_label_jobs(
     return jobs
 
 
-def _same_content(a: Path, b: Path) -> bool:
-    """The same file (a link) or a byte-for-byte copy."""
-    return a.resolve() == b.resolve() or filecmp.cmp(a, b, shallow=False)
+def _payload(path: Path) -> bytes:
+    """A file's bytes, decompressed when gzipped."""
+    return gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+
+
+def _same_payload(a: Path, b: Path) -> bool:
+    """The same NIfTI bytes: a copy of ``b``, gzipped or not."""
+    return _payload(a) == _payload(b)
 
 
 def pseudo_label_tag(jobs: Sequence[tuple[str, Path, Path]]) -> str:
-    """A short fingerprint of the pseudo-label files (path, size, modification time): a folder of maps made
-    again gets a cache of its own instead of the stale one."""
+    """A short fingerprint of the pseudo-label maps' contents: a folder of maps made again gets a cache of its
+    own instead of the stale one, and a resumed run can tell (a copy or a touch of the same maps keeps it)."""
     h = hashlib.sha1()
     for name, _, label in sorted(jobs):
-        st = label.stat()
-        h.update(f"{name}|{label.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{name}|{hashlib.sha1(label.read_bytes()).hexdigest()}\n".encode())
     return h.hexdigest()[:10]
 
 

@@ -35,6 +35,9 @@ def test_held_out_target_cases_train_no_run(abdomen, nnunet_factory, tmp_path: P
     fit, rest = tmp_path / "data" / "CT_fit", tmp_path / "data" / "CT_held"
     assert held == abdomen.Direction("MR->CT", src, fit, tmp_path / "test")
     assert len(names(fit)) == 4 and len(names(rest)) == 2 and names(fit) | names(rest) == names(tgt)
+    assert (fit / "labelsTr").is_dir() and not (rest / "labelsTr").exists()  # no label of a held-out case linked
+    with pytest.raises(SystemExit, match="cannot give 0.9 of them"):
+        abdomen.hold_out_target(abdomen.Direction("MR->CT", src, src, tmp_path / "t"), tmp_path / "d2", 0.9, seed=0)
 
 
 def test_jobs_seeds_and_order(abdomen, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def _run(bench: Path, direction: str, seed: int, losses: list[float], done: bool
 def test_finished_runs_are_measured_at_their_best_epoch(label_free, monkeypatch, tmp_path: Path) -> None:
     bench = tmp_path / "bench"
     for name in ("MR_CHAOS_T2_train", "CT_BTCV_train"):
-        (bench / "data" / name).mkdir(parents=True)
+        (bench / "data" / name / "imagesTr").mkdir(parents=True)
     _run(bench, "MR2CT", 0, [3.0, 1.0, 2.0], data=tmp_path / "elsewhere")  # trained on another machine's copy
     _run(bench, "CT2MR", 1, [2.0, 1.5])
     _run(bench, "MR2CT", 2, [1.0], done=False)  # still training: left out
@@ -77,6 +77,7 @@ def test_held_out_measures_the_target_cases_no_run_trained_on(label_free, monkey
     run = _run(bench, "MR2CT", 0, [1.0])
     data = bench / "data"
     (data / "CT_BTCV_train_held" / "imagesTr").mkdir(parents=True)
+    (data / "CT_BTCV_train_held" / "imagesTr" / "case_7_0000.nii.gz").write_bytes(b"")
     split = json.loads((run / "split.json").read_text())
     (run / "split.json").write_text(json.dumps({**split, "target": str(data / "CT_BTCV_train_fit")}))
     seen = []
@@ -85,7 +86,8 @@ def test_held_out_measures_the_target_cases_no_run_trained_on(label_free, monkey
     monkeypatch.setattr(label_free, "source_val_cases", lambda run, source, keep, device: 80.0)
     label_free.main([str(bench), "--out", str(tmp_path / "lf.json"), "--held-out"])
     assert seen == ["CT_BTCV_train_held"] * 2
-    assert json.loads((tmp_path / "lf.json").read_text())[0]["measured_on"] == "CT_BTCV_train_held"
+    row = json.loads((tmp_path / "lf.json").read_text())[0]
+    assert row["measured_on"] == "CT_BTCV_train_held" and row["measured_cases"] == ["case_7_0000.nii.gz"]
     (run / "split.json").write_text(json.dumps(split))  # a run on the whole target set has no held-out cases
     with pytest.raises(SystemExit, match="not on a <target>_fit set"):
         label_free.main([str(bench), "--out", str(tmp_path / "lf.json"), "--held-out"])

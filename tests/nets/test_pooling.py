@@ -58,3 +58,10 @@ def test_scripted_and_traced_layers_run_the_plain_op(ours, plain, shape) -> None
     x = torch.randn(*shape)
     assert torch.equal(torch.jit.script(ours(2))(x), plain(2)(x))
     assert torch.equal(torch.jit.trace(ours(2), x)(x), plain(2)(x))
+
+
+@pytest.mark.parametrize("ours, plain, shape", CASES)
+def test_the_channels_last_path_runs_on_the_cpu_and_unbatched_input_takes_the_plain_one(ours, plain, shape) -> None:
+    x = torch.randn(*shape, requires_grad=True)
+    assert type(ours(2)(x).grad_fn).__name__ == "_ChannelsLastMaxPoolBackward"
+    assert torch.equal(ours(2)(x[0]), plain(2)(x[0]))

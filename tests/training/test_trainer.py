@@ -520,6 +520,32 @@ def test_pseudo_labels_are_recorded_and_a_resume_refuses_maps_changed_since(doma
         train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
 
 
+def test_a_run_recorded_before_the_fingerprint_resumes_on_its_maps(domains, pseudo_maps, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    src, tgt = domains
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", variant="source_only", overrides=cfg)
+    split = json.loads((tmp_path / "cut" / "split.json").read_text())
+    del split["pseudo_labels_tag"]  # as written before the fingerprint was recorded
+    (tmp_path / "cut" / "split.json").write_text(json.dumps(split))
+    run = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    assert (run / "DONE").exists()
+
+
+def test_a_map_value_the_source_lacks_is_refused_though_the_target_declares_it(domains, pseudo_maps,
+                                                                              tmp_path: Path) -> None:
+    src, tgt = domains
+    meta = json.loads((tgt / "dataset.json").read_text())
+    (tgt / "dataset.json").write_text(json.dumps({**meta, "labels": {**meta["labels"], "tumor": 5}}))
+    first = sorted(pseudo_maps.iterdir())[0]
+    img = nib.load(first)
+    nib.save(nib.Nifti1Image(np.where(np.asarray(img.dataobj) > 0, 5, 0).astype(np.uint8), img.affine), first)
+    cfg = {**TINY, "data": dict(TINY["data"], pseudo_labels=str(pseudo_maps))}
+    with pytest.raises(LmisaError, match=r"label values \[5\] not declared"):
+        train(src, tgt, out=tmp_path / "run", variant="source_only", overrides=cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_bad_pseudo_label_folder_is_refused_before_a_run_folder_exists(domains, pseudo_maps, tmp_path: Path) -> None:
     src, tgt = domains
     next(pseudo_maps.iterdir()).unlink()

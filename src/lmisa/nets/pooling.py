@@ -6,7 +6,8 @@ of a batch of 16 (``benchmarks/bench_pooling.py``): 32 x 96 x 96 bf16 46 ms -> 1
 23 -> 9 ms; the plain pooling was about 12 % of an LMISA training step. On the CPU these layers pool a
 channels-last copy and hand back channels-first tensors. The values, the indices and so every gradient (the
 critic's gradient penalty differentiates through the backward too) are those of the plain op, bit for bit; on
-other devices, and when scripted or traced (export), the plain op runs.
+other devices, for unbatched input, and when scripted or traced (export), the plain op runs. The fast path has
+no forward-mode derivative and does not run under ``torch.func.vmap``; lmisa uses neither.
 
 Example:
     >>> import torch
@@ -59,9 +60,12 @@ class _CpuChannelsLastPool(nn.Module):
     dims: int
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.device.type == "cpu" and not self.return_indices and not torch.jit.is_scripting() \
-                and not torch.jit.is_tracing():
+        if input.device.type == "cpu" and input.dim() == self.dims + 2 and not self.return_indices \
+                and not torch.jit.is_scripting() and not torch.jit.is_tracing():
             return self._channels_last(input)
+        return self._plain(input)
+
+    def _plain(self, input: torch.Tensor) -> torch.Tensor:
         if self.dims == 2:
             return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode)
         return F.max_pool3d(input, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode)

@@ -17,14 +17,15 @@ def plot_progress(history: Sequence[dict[str, Any]], path: Path) -> None:
     epochs = [row["epoch"] for row in history]
     loss_keys = [k for k in history[0] if k.startswith("loss_")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    tmp = path.with_suffix(".tmp.png")
     try:
         _draw(axes, epochs, loss_keys, history)
         fig.tight_layout()
-        tmp = path.with_suffix(".tmp.png")
         fig.savefig(tmp, dpi=80)
         tmp.replace(path)
     finally:
         plt.close(fig)
+        tmp.unlink(missing_ok=True)
 
 
 def _draw(axes: Any, epochs: list[int], loss_keys: list[str], history: Sequence[dict[str, Any]]) -> None:
