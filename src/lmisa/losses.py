@@ -231,8 +231,8 @@ def generator_adversarial_loss(
     """``-mean D(fake)`` (float32): the generator's WGAN term; gradients flow into ``fake``.
 
     ``weight`` (N,), optional: per-map weights of the mean (a map of weight 0 gets no adversarial
-    gradient). The critic's parameters receive gradients too; step only the generator's optimiser with
-    it (and zero the critic's gradients before its own step).
+    gradient). The critic's parameters receive gradients too unless frozen (the trainer freezes them: only
+    the generator's optimiser steps on this term).
     """
     scores = critic(fake).float()
     return -(scores.mean() if weight is None else weighted_mean(_per_sample_score(scores, "mean"), weight))

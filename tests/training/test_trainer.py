@@ -582,3 +582,18 @@ def test_a_progress_plot_that_fails_never_stops_a_training(domains, tmp_path: Pa
     monkeypatch.setattr("lmisa.training.trainer.plot_progress", broken)
     run = train(*domains, out=tmp_path / "run", variant="source_only", overrides=TINY, progress=False)
     assert (run / "DONE").exists() and "progress.png not drawn (ValueError: Invalid bounding box)" in (run / "train.log").read_text()
+
+
+def test_the_generators_adversarial_term_leaves_the_critic_untouched(domains, tmp_path: Path, seen) -> None:
+    from lmisa.losses import generator_adversarial_loss
+
+    train(*domains, out=tmp_path / "run", variant="lmisa", overrides=TINY, progress=False)
+    trainer = seen["trainer"]
+    trainer.critic.zero_grad(set_to_none=True)
+    fake = torch.rand(2, 4, 32, 32, requires_grad=True)
+    trainer.generator_adversarial(fake, None).backward()
+    frozen_grad = fake.grad.clone()
+    assert all(p.grad is None and p.requires_grad for p in trainer.critic.parameters())
+    fake.grad = None
+    generator_adversarial_loss(trainer.critic, fake, None).backward()  # unfrozen: the same gradient for the maps
+    torch.testing.assert_close(fake.grad, frozen_grad, rtol=0, atol=0)

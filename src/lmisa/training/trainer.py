@@ -329,7 +329,7 @@ class Trainer:
             if self.critic is not None and xt is not None:
                 fake = to_critic_input(torch.softmax(seg[n_s:].float(), dim=1))
                 fake_weight = self.critic_fake_weight(seg[n_s:])
-                loss_adv = generator_adversarial_loss(self.critic, fake, fake_weight)
+                loss_adv = self.generator_adversarial(fake, fake_weight)
                 total = total + self.adversarial_weight() * loss_adv
                 stats["adv"] = loss_adv.detach()
                 if fake_weight is not None:
@@ -350,6 +350,17 @@ class Trainer:
             for k, v in cstats.items():
                 stats[f"critic_{k}"] = v.detach()
         return stats
+
+    def generator_adversarial(self, fake: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        """The generator's WGAN term, through the critic with its weights frozen: only the generator learns from
+        it, so the critic's weight gradients (discarded before its own step) are never computed, and under DDP
+        never all-reduced. The generator's gradients are the same."""
+        critic = self._bare(self.critic)
+        critic.requires_grad_(False)  # read when the graph is built: the backward makes no weight gradients
+        try:
+            return generator_adversarial_loss(critic, fake, weight)
+        finally:
+            critic.requires_grad_(True)
 
     @torch.no_grad()
     def critic_fake_weight(self, seg_target: torch.Tensor) -> torch.Tensor | None:
