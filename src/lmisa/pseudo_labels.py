@@ -3,11 +3,11 @@
 
 Why: the segmenter learns the target's appearance only through the critic and the reconstruction. A model's own
 post-processed predictions on the target training images (``lmisa predict -m RUN -i TARGET/imagesTr -o FOLDER``)
-give it a segmentation term there too, with no target label read. The folder holds one label map per target
+give it a segmentation term there too, with no target label used. The folder holds one label map per target
 training case, ``<case><ending>`` or ``<case>.nii.gz`` (what ``lmisa predict`` writes), in the image's geometry.
-The target data set's own label folder, or a map that is one of its label files (a link or a byte copy), is
-refused, so a slip cannot turn adaptation into supervision. A run records the maps' fingerprint and a resume
-refuses maps changed since.
+The target data set's own label folder, or a map that is one of its label files (a link into its ``labelsTr``, or
+the same bytes, gzipped or not), is refused, so a slip cannot turn adaptation into supervision. A run records a
+fingerprint of the maps' contents and a resume refuses maps changed since.
 
 Example:
     >>> from pathlib import Path
