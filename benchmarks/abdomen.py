@@ -106,6 +106,22 @@ def hold_out_target(direction: Direction, out: Path, fraction: float, seed: int)
     return Direction(direction.name, direction.train_source, fit, direction.test_target)
 
 
+def default_directions(out: Path, seed: int) -> list[Direction]:
+    data = out / "data"
+    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists() and (data / "CT_BTCV_train" / "dataset.json").exists():
+        # a copy of the split made elsewhere (benchmarks/compact_data.py): train phase only
+        ct, mr = data / "CT_BTCV", data / "MR_CHAOS_T2"
+        return [
+            Direction("CT->MR", Path(f"{ct}_train"), Path(f"{mr}_train"), Path(f"{mr}_test")),
+            Direction("MR->CT", Path(f"{mr}_train"), Path(f"{ct}_train"), Path(f"{ct}_test")),
+        ]
+    if not (ABDOMEN / "CT_BTCV" / "dataset.json").exists():
+        sys.exit(f"error: {ABDOMEN}: the abdominal data is not there (set LMISA_ABDOMEN or pass --train-source ...)")
+    ct_train, ct_test = split_dataset(ABDOMEN / "CT_BTCV", out / "data", 0.25, seed)
+    mr_train, mr_test = split_dataset(ABDOMEN / "MR_CHAOS_T2", out / "data", 0.25, seed)
+    return [Direction("CT->MR", ct_train, mr_train, mr_test), Direction("MR->CT", mr_train, ct_train, ct_test)]
+
+
 # ----------------------------------------------------------------------------- training
 
 

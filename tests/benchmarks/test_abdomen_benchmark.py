@@ -27,6 +27,20 @@ def test_split_is_by_case_disjoint_and_stable(abdomen, nnunet_factory, tmp_path:
         abdomen.split_dataset(src, tmp_path / "data", 0.25, seed=1)
 
 
+def test_default_directions_split_the_shared_data_or_read_a_copy(abdomen, nnunet_factory, monkeypatch,
+                                                                 tmp_path: Path) -> None:
+    shared = tmp_path / "abdomen"
+    nnunet_factory("abdomen/CT_BTCV", n_cases=8), nnunet_factory("abdomen/MR_CHAOS_T2", n_cases=4)
+    monkeypatch.setattr(abdomen, "ABDOMEN", shared)
+    ct2mr, mr2ct = abdomen.default_directions(tmp_path / "out", 0)
+    data = tmp_path / "out" / "data"
+    assert (ct2mr.name, ct2mr.train_source, ct2mr.train_target, ct2mr.test_target) == (
+        "CT->MR", data / "CT_BTCV_train", data / "MR_CHAOS_T2_train", data / "MR_CHAOS_T2_test")
+    assert (mr2ct.train_source, mr2ct.train_target) == (data / "MR_CHAOS_T2_train", data / "CT_BTCV_train")
+    monkeypatch.setattr(abdomen, "ABDOMEN", tmp_path / "elsewhere")  # a machine with only the copied split
+    assert abdomen.default_directions(tmp_path / "out", 0) == [ct2mr, mr2ct]
+
+
 def test_held_out_target_cases_train_no_run(abdomen, nnunet_factory, tmp_path: Path) -> None:
     src, tgt = nnunet_factory("MR", n_cases=4), nnunet_factory("CT", n_cases=6)
     d = abdomen.Direction("MR->CT", src, tgt, tmp_path / "test")
