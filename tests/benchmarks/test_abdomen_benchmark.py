@@ -41,6 +41,19 @@ def test_default_directions_split_the_shared_data_or_read_a_copy(abdomen, nnunet
     assert abdomen.default_directions(tmp_path / "out", 0) == [ct2mr, mr2ct]
 
 
+def test_the_train_phase_plans_the_default_directions(abdomen, nnunet_factory, monkeypatch, tmp_path: Path,
+                                                      capsys) -> None:
+    nnunet_factory("abdomen/CT_BTCV", n_cases=8), nnunet_factory("abdomen/MR_CHAOS_T2", n_cases=4)
+    monkeypatch.setattr(abdomen, "ABDOMEN", tmp_path / "abdomen")
+    planned = []
+    monkeypatch.setattr(abdomen, "warm_caches", lambda *a: None)
+    monkeypatch.setattr(abdomen, "run_jobs", lambda jobs, *a: planned.extend(jobs))
+    abdomen.main(["--phase", "train", "--out", str(tmp_path / "out"), "--device", "cpu", "--variants", "source_only",
+                  "--seeds", "0", "--direction", "MR->CT", "--hold-out-target", "0.34"])
+    [job] = planned
+    assert job.direction.train_target.name == "CT_BTCV_train_fit" and "training phase finished" in capsys.readouterr().out
+
+
 def test_held_out_target_cases_train_no_run(abdomen, nnunet_factory, tmp_path: Path) -> None:
     src, tgt = nnunet_factory("MR", n_cases=4), nnunet_factory("CT", n_cases=6)
     d = abdomen.Direction("MR->CT", src, tgt, tmp_path / "test")
