@@ -15,6 +15,7 @@ import torch
 import lmisa.io
 from lmisa.config import DEFAULT_EMA_DECAY, Config
 from lmisa.errors import LmisaError
+from lmisa.losses import generator_adversarial_loss
 from lmisa.real_prior import OrganShare
 from lmisa.training import train
 from conftest import train_cut_after_first_epoch
@@ -585,8 +586,6 @@ def test_a_progress_plot_that_fails_never_stops_a_training(domains, tmp_path: Pa
 
 
 def test_the_generators_adversarial_term_leaves_the_critic_untouched(domains, tmp_path: Path, seen) -> None:
-    from lmisa.losses import generator_adversarial_loss
-
     train(*domains, out=tmp_path / "run", variant="lmisa", overrides=TINY, progress=False)
     trainer = seen["trainer"]
     trainer.critic.zero_grad(set_to_none=True)
