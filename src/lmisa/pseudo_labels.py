@@ -44,7 +44,8 @@ def pseudo_label_jobs(
     check: bool = True,
 ) -> list[tuple[str, Path, Path]]:
     """``(case, image, pseudo-label)`` for the target training cases ``names``, every file checked first
-    (unless ``check``: only the names and the target's own labels).
+    (unless ``check``: the maps are only found, as after :func:`lmisa.training.data.check_training_inputs`
+    checked them).
 
     ``labels``: the run's label table (the source's), whose values a map may hold; None: the target's. Raises
     LmisaError (one line per problem, each naming its file) when the folder is missing or is the target's own
@@ -77,14 +78,15 @@ def pseudo_label_jobs(
             problems.append(Problem(label, f"two maps for target case {name} ({' and '.join(sorted(p.name for p in both))}); "
                                            "keep one"))
             continue
+        jobs.append((name, cases[name].image, label))
+        if not check:
+            continue
         own = cases[name].label
         if label.resolve().parent == own_folder or (own is not None and _same_payload(label, own)):
             problems.append(Problem(label, "is one of the target's own label maps: pseudo-labels are a trained "
                                            "model's predictions, never the target's labels"))
             continue
-        if check:
-            problems += check_case_files(cases[name].image, label, declared)
-        jobs.append((name, cases[name].image, label))
+        problems += check_case_files(cases[name].image, label, declared)
     raise_problems(problems, "data.pseudo_labels")
     return jobs
 

@@ -299,11 +299,12 @@ def check_training_inputs(cfg: Config, source_path: Path, target_path: Path | No
         raise_problems(check_domain(target_path, require_labels=False), str(target_path))
         target = Domain.open(target_path)
         raise_problems(label_table_problems(labelled, target), str(target_path))
+        target_cases = target.cases("train")
         if cfg.uses_pseudo_labels:  # every map checked here, before a run folder exists
             from lmisa.pseudo_labels import pseudo_label_jobs
 
-            pseudo_label_jobs(cfg.data.pseudo_labels, target, [c.name for c in target.cases("train")], labelled.labels)
-        images += [c.image for c in target.cases("train")]
+            pseudo_label_jobs(cfg.data.pseudo_labels, target, [c.name for c in target_cases], labelled.labels)
+        images += [c.image for c in target_cases]
     raise_problems(orientation_problems(images), "voxel orientation")
 
 
