@@ -34,9 +34,13 @@ __all__ = ["pseudo_label_file", "pseudo_label_jobs", "pseudo_label_tag", "check_
 def pseudo_label_file(folder: Path, case: str, file_ending: str) -> Path:
     """Where the pseudo-label map of ``case`` lies: ``<case><file_ending>`` (the target's ending), else
     ``<case>.nii.gz`` when only that exists (``lmisa predict`` writes .nii.gz for any input)."""
-    own = folder / f"{case}{file_ending}"
-    written = folder / f"{case}{PREDICT_ENDING}"
+    own, written = _map_names(folder, case, file_ending)
     return written if not own.is_file() and written.is_file() else own
+
+
+def _map_names(folder: Path, case: str, file_ending: str) -> tuple[Path, Path]:
+    """The two names a map of ``case`` may have: the target's ending, and what ``lmisa predict`` writes."""
+    return folder / f"{case}{file_ending}", folder / f"{case}{PREDICT_ENDING}"
 
 
 def pseudo_label_jobs(
@@ -69,7 +73,7 @@ def pseudo_label_jobs(
             problems.append(Problem(target.root / "imagesTr", f"no target training case {name} (the run's split names it)"))
             continue
         label = pseudo_label_file(folder, name, target.file_ending)
-        both = {folder / f"{name}{target.file_ending}", folder / f"{name}{PREDICT_ENDING}"}
+        both = set(_map_names(folder, name, target.file_ending))
         if not label.is_file():
             problems.append(Problem(label, f"no pseudo-label map for target case {name} "
                                            f"({MAKE_MAPS.format(target=target.root)} writes one per case)"))

@@ -84,3 +84,24 @@ def test_zero_epochs_are_refused(tmp_path: Path) -> None:
     refused = runner.invoke(app, ["train", "--source", str(tmp_path / "none"), "--epochs", "0", "--out",
                                   str(tmp_path / "run")])
     assert refused.exit_code == 1 and "train.epochs 0" in refused.output and not (tmp_path / "run").exists()
+
+
+def test_dry_run_checks_the_inputs_and_writes_nothing(nnunet_factory, tmp_path: Path, monkeypatch) -> None:
+    args = _tiny_train_args(nnunet_factory, tmp_path, monkeypatch) + ["--out", str(tmp_path / "run"), "--dry-run"]
+    tgt = Path(args[args.index("--target") + 1])
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("ok: inputs checked for variant source_only (3 source cases, 2 target cases)")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+    maps = tmp_path / "maps"  # the target's own label copied as a map, and a case without a map: both named
+    maps.mkdir()
+    (maps / "case_000.nii.gz").write_bytes((tgt / "labelsTr" / "case_000.nii.gz").read_bytes())
+    refused = runner.invoke(app, [*args, "--variant", "lmisa", "--pseudo-labels", str(maps)])
+    assert refused.exit_code == 1
+    assert f"{maps / 'case_000.nii.gz'}: is one of the target's own label maps" in refused.output
+    assert f"{maps / 'case_001.nii.gz'}: no pseudo-label map" in refused.output
+    assert not (tmp_path / "run").exists()
+
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 1 and "--dry-run checks the inputs of a new run" in resumed.output

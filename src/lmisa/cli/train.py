@@ -31,6 +31,10 @@ def train(
         None, "--pseudo-labels",
         help="Self-training: a folder of label maps of the target training cases made by a trained run "
              "(`lmisa predict -m RUN -i TARGET/imagesTr -o FOLDER`); sets data.pseudo_labels."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="Check every input as training would (data sets read in full, label tables, voxel axes, pseudo-label "
+             "maps) and the options, then exit; nothing is written."),
     print_config: bool = typer.Option(
         False, "--print-config",
         help="Print the config these options resolve to (defaults, --config, --variant, overrides) as YAML and exit; "
@@ -51,6 +55,9 @@ def train(
         return
     if source is None:
         raise LmisaError("--source is required: the labelled data set to train on")
+    if dry_run:
+        _dry_run(source, target, config, variant, dims, device, overrides or None, resume)
+        return
     if resume and overrides:
         console.print("[yellow]note:[/] --resume keeps the run's saved config; --epochs/--steps-per-epoch/--seed/"
                       "--pseudo-labels are ignored")
@@ -72,3 +79,21 @@ def train(
                           f"command starts {run_dir} again", soft_wrap=True)
         raise typer.Exit(code=130) from None
     console.print(f"[green]done[/]: run folder {run_dir}")
+
+
+def _dry_run(source: Path, target: Optional[Path], config: Optional[Path], variant: str, dims: Optional[int],
+             device: Optional[str], overrides: Optional[dict], resume: bool) -> None:
+    """``--dry-run``: a new run's checks (lmisa.training.check_run), then one line on what would train."""
+    from lmisa.datasets import Domain
+    from lmisa.training import check_run
+
+    if resume:
+        raise LmisaError("--dry-run checks the inputs of a new run; a resume checks them itself when it starts")
+    cfg = check_run(source, target, config, variant, dims, device, overrides)
+    n_source = len(Domain.open(source).cases("train"))
+    n_target = len(Domain.open(target).cases("train")) if target is not None else 0
+    what = f"{n_source} source cases" + (f", {n_target} target cases" if target is not None else "")
+    if cfg.data.pseudo_labels:
+        what += f", pseudo-labels {cfg.data.pseudo_labels}"
+    console.print(f"[green]ok[/]: inputs checked for variant {cfg.variant} ({what}); nothing written",
+                  highlight=False, soft_wrap=True)

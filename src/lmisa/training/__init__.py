@@ -4,6 +4,8 @@ Example (on tiny phantoms; see ``lmisa synth``)::
 
     from lmisa.training import train
     run = train("ph/CT", "ph/MR", variant="lmisa", out="runs/demo", overrides={"train": {"epochs": 2}})
+
+``check_run()`` makes the same checks of the inputs and returns the config, without training.
 """
 
 from __future__ import annotations
@@ -56,6 +58,34 @@ def resolve_config(
         if any(p > s for p, s in zip(cfg.data.patch[1:], cfg.data.size)):
             raise LmisaError(f"data.patch {tuple(cfg.data.patch)} is larger in-plane than data.size {tuple(cfg.data.size)}")
     cfg.train.ema_decay = cfg.weight_average_decay  # resolved for this variant: the saved config says what ran
+    return cfg
+
+
+def check_run(
+    source: str | Path,
+    target: str | Path | None,
+    config: str | Path | Config | None = None,
+    variant: str | None = None,
+    dims: int | None = None,
+    device: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    device_check: bool = True,
+) -> Config:
+    """Every check a new run makes before its folder exists, and the config it would train with: the options, the
+    device (unless ``device_check``: under torchrun each rank gets its own), each data set read in full, the label
+    tables, the voxel axes and the pseudo-label maps. Raises LmisaError naming the file. Nothing is written.
+
+    ``lmisa train --dry-run`` runs this alone, so a long training is not the first to find a bad input.
+    """
+    from lmisa.training.data import check_training_inputs
+    from lmisa.training.trainer import resolve_device
+
+    cfg = resolve_config(config, variant, dims, device, overrides)
+    if cfg.data.pseudo_labels:  # saved absolute: a resume from another folder finds the same maps
+        cfg.data.pseudo_labels = str(Path(cfg.data.pseudo_labels).resolve())
+    if device_check:
+        resolve_device(cfg.train.device)  # an unknown or absent device is refused before any work
+    check_training_inputs(cfg, Path(source), Path(target) if target is not None else None)
     return cfg
 
 
@@ -122,12 +152,7 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         saved_plans = Plans.from_json((run_dir / runfiles.PLANS).read_text())
         check_training_inputs(cfg, source, target)  # on every rank, before any barrier
     else:
-        cfg = resolve_config(config, variant, dims, device, overrides)
-        if cfg.data.pseudo_labels:  # saved absolute: a resume from another folder finds the same maps
-            cfg.data.pseudo_labels = str(Path(cfg.data.pseudo_labels).resolve())
-        if ctx is None:
-            resolve_device(cfg.train.device)  # an unknown or absent device is refused before any work
-        check_training_inputs(cfg, source, target)  # bad input is refused before a run folder exists
+        cfg = check_run(source, target, config, variant, dims, device, overrides, device_check=ctx is None)
         saved_plans = None
         run_dir = Path(out) if out else runfiles.default_run_dir(source, target, cfg.variant)
         if is_main:
@@ -174,4 +199,4 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
-__all__ = ["train", "resolve_config", "TrainingInterrupted"]
+__all__ = ["train", "check_run", "resolve_config", "TrainingInterrupted"]
