@@ -108,3 +108,28 @@ def test_a_folder_without_dicom_is_not_one_and_gdcm_stays_quiet(tmp_path, capfd)
     assert not is_dicom_folder(tmp_path / "empty") and not is_dicom_folder(tmp_path / "text")
     captured = capfd.readouterr()
     assert "GDCM" not in captured.err + captured.out
+
+
+def test_written_files_get_a_new_files_usual_permissions(tmp_path: Path) -> None:
+    """Outputs pass through an owner-only temporary file; what lands is readable as any new file is (the umask)."""
+    import os
+    import stat
+
+    from lmisa.io import atomic_write, write_text_atomic
+    from lmisa.training.checkpoint import save_checkpoint
+
+    umask = os.umask(0o027)
+    os.umask(umask)
+    written = [
+        write_image(tmp_path / "a.nii.gz", MedicalImage(np.zeros((2, 3, 4), np.uint8), np.eye(4))),
+        write_text_atomic(tmp_path / "b.json", "{}"),
+    ]
+    save_checkpoint({"x": 1}, tmp_path / "c.pt")
+    written.append(tmp_path / "c.pt")
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    with pytest.raises(RuntimeError):  # a failed write leaves nothing, not even its temporary file
+        with atomic_write(tmp_path / "d.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "b.json", "c.pt"]

@@ -24,7 +24,9 @@ from lmisa.errors import LmisaError
 from lmisa.io import MedicalImage, read_dicom_series, read_image, read_label, write_image
 from lmisa.predict import (
     CPU_SLICE_BATCH, LoadedModel, class_argmax, default_batch_size, list_inputs, load_run, predict_path, predict_volume,
+    predict_volume_with_probabilities,
 )
+from lmisa.probabilities import read_probabilities
 from lmisa.training import train
 from lmisa.preprocess import Plans
 
@@ -194,6 +196,7 @@ def test_3d_run_predicts_on_the_image_grid(tmp_path: Path, monkeypatch) -> None:
     image = _image(shape=(7, 20, 28))
     out = predict_volume(model3, image)
     assert out.shape == image.array.shape and out.dtype == np.uint8
+    _probabilities_match(model3, image, out)
     with pytest.raises(LmisaError, match="2D runs"):
         predict_volume(model3, image, tta=True)
 
@@ -208,7 +211,9 @@ def test_2d_run_with_spacing_z_trains_records_it_and_predicts_on_the_image_grid(
     model2 = load_run(run2)
     assert model2.plans.dims == 2 and model2.plans.spacing_z == 2.0
     image = _image(shape=(5, 20, 28))
-    assert predict_volume(model2, image).shape == image.array.shape
+    labels = predict_volume(model2, image)
+    assert labels.shape == image.array.shape
+    _probabilities_match(model2, image, labels)
 
 
 # ---------------------------------------------------------------------------------------------- one volume
@@ -402,6 +407,37 @@ def test_predict_dicom_series(model: LoadedModel, tmp_path: Path) -> None:
     assert sorted(p.name for p in report.written) == ["a.nii.gz", "b.nii.gz"]
 
 
+def _probabilities_match(model: LoadedModel, image: MedicalImage, labels: np.ndarray) -> np.ndarray:
+    """The probabilities beside a label map: on the image's grid, summing to 1, the same labels (no
+    post-processing here: the tiny runs' maps are mostly argmax), their argmax the labels nearly everywhere."""
+    again, probs = predict_volume_with_probabilities(model, image, largest_component=False, extent_margin=0.0)
+    plain = predict_volume(model, image, largest_component=False, extent_margin=0.0)
+    np.testing.assert_array_equal(again, plain)
+    assert probs.dtype == np.float16 and probs.shape == (model.plans.num_classes, *image.array.shape)
+    np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1.0, atol=5e-3)
+    assert (probs.astype(np.float32).argmax(0) == plain).mean() > 0.99  # float16 rounding may flip near-ties
+    return probs
+
+
+def test_probabilities_follow_the_labels_and_the_voxel_axes(model: LoadedModel) -> None:
+    image = _image(shape=(5, 24, 20), rotate=False)
+    probs = _probabilities_match(model, image, predict_volume(model, image))
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])  # the same voxels stored LPS: the probabilities come back in its axes
+    flip[:2, 3] = [(image.shape[2] - 1) * image.spacing[2], (image.shape[1] - 1) * image.spacing[1]]
+    lps = MedicalImage(np.ascontiguousarray(image.array[:, ::-1, ::-1]), image.affine @ flip)
+    _, probs_lps = predict_volume_with_probabilities(model, lps, largest_component=False, extent_margin=0.0)
+    np.testing.assert_array_equal(probs_lps, probs[:, :, ::-1, ::-1])
+
+
+def test_probabilities_are_those_before_post_processing() -> None:
+    model = _fake_model(largest_component=True)
+    arr = np.zeros((3, 40, 40), np.float32)
+    arr[:, 5:15, 5:15], arr[:, 25:28, 25:28] = 1.0, 1.0  # two blobs: post-processing keeps the larger
+    labels, probs = predict_volume_with_probabilities(model, MedicalImage(arr, np.diag([1.5, 1.5, 4.0, 1.0])))
+    assert labels[:, 26, 26].max() == 0 and (probs[1, :, 26, 26] > 0.5).all()
+    assert (labels[:, 10, 10] == 1).all()
+
+
 def test_an_image_stored_in_other_voxel_axes_is_predicted_in_the_runs(model: LoadedModel, tmp_path: Path) -> None:
     assert model.plans.axis_codes == "RAS"  # the synthetic training images' axes, recorded in plans.json
     image = _image(shape=(5, 24, 20), rotate=False)
@@ -451,6 +487,26 @@ def test_existing_outputs_are_never_replaced_without_overwrite(model: LoadedMode
     assert report.written == [out] and read_label(out).array.shape == (4, 20, 28)
 
 
+def test_saved_probabilities_beside_the_label_maps(model: LoadedModel, tmp_path: Path) -> None:
+    image = _image()
+    write_image(tmp_path / "in" / "a.nii.gz", image)
+    out = tmp_path / "out"
+    report = predict_path(model, tmp_path / "in", out, progress=False, save_probabilities=True)
+    assert report.ok and sorted(p.name for p in report.written) == ["a.nii.gz", "a.npz"]
+    saved = read_probabilities(out / "a.npz")
+    assert saved.labels == LABELS and saved.probabilities.shape == (5, *image.array.shape)
+    np.testing.assert_allclose(saved.affine, read_image(tmp_path / "in" / "a.nii.gz").affine)
+    # a case whose probabilities went missing: they are written, its label map is kept as it was
+    label_before = (out / "a.nii.gz").stat().st_mtime_ns
+    (out / "a.npz").unlink()
+    report = predict_path(model, tmp_path / "in", out, progress=False, save_probabilities=True)
+    assert report.written == [out / "a.npz"] and report.skipped == [out / "a.nii.gz"]
+    assert (out / "a.nii.gz").stat().st_mtime_ns == label_before
+    again = predict_path(model, tmp_path / "in", out, progress=False, save_probabilities=True)
+    assert again.written == [] and sorted(again.skipped) == [out / "a.nii.gz", out / "a.npz"]
+    np.testing.assert_array_equal(read_probabilities(out / "a.npz").probabilities, saved.probabilities)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -464,6 +520,10 @@ def test_cli_predict_folder_with_a_corrupt_file_exits_1(run: Path, tmp_path: Pat
     assert result.exit_code == 1, result.output
     assert str(bad) in result.output and "2 written" in result.output and "1 failed" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz"]
+    probs = runner.invoke(app, ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                "--device", "cpu", "--no-postprocess", "--tta", "--save-probabilities"])
+    assert probs.exit_code == 1 and "2 written" in probs.output and "2 outputs exist, skipped" in probs.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c0.npz", "c1.nii.gz", "c1.npz"]
 
 
 def test_cli_predict_twice_changes_nothing(run: Path, tmp_path: Path) -> None:

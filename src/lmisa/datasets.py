@@ -23,7 +23,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -587,17 +586,7 @@ def save_split(split: dict[str, list[str]], path: str | os.PathLike, *, overwrit
     _validate_split(split, path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({k: list(v) for k, v in split.items()}, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps({k: list(v) for k, v in split.items()}, indent=2) + "\n")
 
 
 def load_split(path: str | os.PathLike) -> dict[str, list[str]]:

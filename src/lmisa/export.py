@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch
 from torch import nn
 
 from lmisa.errors import LmisaError
+from lmisa.io import atomic_write, write_text_atomic
 from lmisa.nets import segment_logits
 from lmisa.predict import LoadedModel, extent_caps, load_run
 
@@ -175,22 +174,10 @@ def describe(model: LoadedModel, files: dict[str, str | None] | None = None) -> 
     }
 
 
-def _tmp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _finish(tmp: Path, path: Path) -> None:
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> str | None:
     """Write ``path``; returns None on success or a one-line note saying why it was skipped."""
     if importlib.util.find_spec("onnx") is None:
         return f"{ONNX} skipped: the onnx package is not installed (pip install onnx)"
-    tmp = _tmp_beside(path)
     kwargs: dict[str, Any] = dict(
         input_names=["input"],
         output_names=["logits"],
@@ -198,16 +185,15 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
         opset_version=opset,
     )
     try:
-        try:
-            torch.onnx.export(module, (example,), str(tmp), dynamo=False, **kwargs)
-        except TypeError:  # a torch without the dynamo switch
-            torch.onnx.export(module, (example,), str(tmp), **kwargs)
-        import onnx
+        with atomic_write(path) as tmp:
+            try:
+                torch.onnx.export(module, (example,), str(tmp), dynamo=False, **kwargs)
+            except TypeError:  # a torch without the dynamo switch
+                torch.onnx.export(module, (example,), str(tmp), **kwargs)
+            import onnx
 
-        onnx.checker.check_model(str(tmp))
-        _finish(tmp, path)
+            onnx.checker.check_model(str(tmp))
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"{ONNX} skipped: export failed ({type(exc).__name__}: {first})"
     return None
@@ -241,16 +227,9 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out_dir)
 
-    tmp = _tmp_beside(out_dir / TORCHSCRIPT)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is asked for; see module doc
-            traced = torch.jit.trace(module, example)
-            torch.jit.save(traced, str(tmp))
-        _finish(tmp, out_dir / TORCHSCRIPT)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(out_dir / TORCHSCRIPT) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is asked for; see module doc
+        torch.jit.save(torch.jit.trace(module, example), str(tmp))
     result.files.append(out_dir / TORCHSCRIPT)
 
     onnx_file = None
@@ -265,8 +244,6 @@ def export_run(
         result.notes.append(f"{ONNX} not requested")
 
     meta = describe(model, files={"torchscript": TORCHSCRIPT, "onnx": onnx_file})
-    tmp = _tmp_beside(out_dir / DESCRIPTION)
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    _finish(tmp, out_dir / DESCRIPTION)
+    write_text_atomic(out_dir / DESCRIPTION, json.dumps(meta, indent=2) + "\n")
     result.files.append(out_dir / DESCRIPTION)
     return result

@@ -25,8 +25,10 @@ import gzip
 import os
 import tempfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import nibabel as nib
 import numpy as np
@@ -161,17 +163,33 @@ def write_image(
     nii.set_data_dtype(array.dtype)
     if np.issubdtype(array.dtype, np.integer):
         nii.header.set_slope_inter(1.0, 0.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if str(path).endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    with atomic_write(path, f".tmp{suffix}") as tmp:
+        nib.save(nii, tmp)
+    return path
+
+
+_UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary file beside ``path`` to write to (its name ends in ``suffix``, for writers that pick a
+    format by it). When the block ends, it becomes ``path`` by a rename, so no reader ever sees half a file;
+    when the block raises, it is removed. The file gets a new file's usual permissions (0666 less the umask):
+    a temporary file is made owner-only, and outputs are meant to be shared."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        nib.save(nii, tmp)
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
@@ -182,15 +200,8 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = True
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass overwrite=True / --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
     return path
 
 

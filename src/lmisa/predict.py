@@ -28,7 +28,9 @@ probabilities (step 4) averaged before the argmax.
 
 ``predict_path`` does this for a NIfTI file, a folder of NIfTI files, a DICOM series folder (or a
 folder of DICOM series folders), or an nnU-Net raw data set root (``imagesTs`` if it holds images,
-else ``imagesTr``), writing ``<output_dir>/<case>.nii.gz`` (uint8, the input's affine and header).
+else ``imagesTr``), writing ``<output_dir>/<case>.nii.gz`` (uint8, the input's affine and header), and on request the
+class probabilities before post-processing, ``<case>.npz`` (:mod:`lmisa.probabilities`, as nnU-Net's
+``--save_probabilities``).
 Existing outputs are never replaced unless ``overwrite=True``; an unreadable input is reported and
 skipped and the others go on.
 
@@ -76,6 +78,7 @@ __all__ = [
     "load_run",
     "list_inputs",
     "predict_volume",
+    "predict_volume_with_probabilities",
     "predict_path",
     "extent_caps",
     "OUTPUT_SUFFIX",
@@ -232,6 +235,38 @@ def predict_volume(
     ``extent_margin`` None: the run's ``config.post.extent_margin`` (0: no cap on the organs' extents).
     ``batch_size`` None: :func:`default_batch_size` for the device.
     """
+    return _predict(model, image, device, batch_size, largest_component, tta, extent_margin, False)[0]
+
+
+def predict_volume_with_probabilities(
+    model: LoadedModel | Ensemble,
+    image: MedicalImage,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    largest_component: bool | None = None,
+    tta: bool | None = None,
+    extent_margin: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predict_volume`'s label map, and the class probabilities its argmax was taken from:
+    ``(C, *image.array.shape)`` float16 on the image's own grid, class ``c`` the label value ``c``. As in
+    nnU-Net (``--save_probabilities``), the probabilities are those before post-processing: the largest
+    component and the extent cap act on the label map only. For uncertainty, or to combine runs later."""
+    labels, probs = _predict(model, image, device, batch_size, largest_component, tta, extent_margin, True)
+    assert probs is not None
+    return labels, probs
+
+
+def _predict(
+    model: LoadedModel | Ensemble,
+    image: MedicalImage,
+    device: str | torch.device | None,
+    batch_size: int | None,
+    largest_component: bool | None,
+    tta: bool | None,
+    extent_margin: float | None,
+    keep_probabilities: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_volume`, and with ``keep_probabilities`` the probabilities (float16) beside it."""
     from lmisa.sampling import gather_slices
 
     dims = model.config.train.dims
@@ -249,7 +284,9 @@ def predict_volume(
     if plans.axis_codes is not None and not (image.header is None and np.array_equal(image.affine, np.eye(4))):
         turned, back = to_axes(image, plans.axis_codes)
         if turned is not image:
-            return back(predict_volume(model, turned, device, batch_size, largest_component, tta, extent_margin))
+            labels, probs = _predict(model, turned, device, batch_size, largest_component, tta, extent_margin,
+                                     keep_probabilities)
+            return back(labels), None if probs is None else np.stack([back(p) for p in probs])
     caps = extent_caps(model, extent_margin)  # before any network time
     device = model.device if device is None else resolve_device(device)
     batch_size = batch_size or default_batch_size(device, dims)
@@ -265,8 +302,10 @@ def predict_volume(
         with torch.inference_mode():
             total = sum(_patch_probabilities(seg, vol, tuple(m.config.data.patch), batch_size)
                         for m, seg in zip(members, segments))
-            result = class_argmax(restore_probabilities(total / len(members), prepared)).cpu().numpy()
-        return _postprocess(result.reshape(array.shape), model, image, largest_component, caps)
+            probs = restore_probabilities(total / len(members), prepared)
+            result = class_argmax(probs).cpu().numpy()
+        kept = probs.half().cpu().numpy().reshape(-1, *array.shape) if keep_probabilities else None
+        return _postprocess(result.reshape(array.shape), model, image, largest_component, caps), kept
     slices = SliceSet(
         inputs=vol,
         labels=None,
@@ -290,20 +329,26 @@ def predict_volume(
             total = total + (tta_probabilities(segment, x, member_views) if tta else torch.softmax(segment(x), dim=1))
         return (total / len(members)).transpose(0, 1)
 
-    def restore(probs: torch.Tensor) -> torch.Tensor:  # these B slices only: in-plane back to the image's grid
-        return class_argmax(restore_probabilities(probs, replace(prepared, original_shape=(probs.shape[1], *out_yx))))
-
     labels = torch.empty((z_out, *out_yx), dtype=torch.uint8, device=device)
+    kept = torch.empty((plans.num_classes, z_out, *out_yx), dtype=torch.float16, device=device) if keep_probabilities else None
+
+    def restore(probs: torch.Tensor, start: int) -> None:  # slices start .. start + B: back to the image's grid
+        probs = restore_probabilities(probs, replace(prepared, original_shape=(probs.shape[1], *out_yx)))
+        labels[start : start + probs.shape[1]] = class_argmax(probs)
+        if kept is not None:
+            kept[:, start : start + probs.shape[1]] = probs
+
     with torch.inference_mode():
         if z_out == z:  # the scan's own slices (no data.spacing_z): each batch straight back
             for start in range(0, z, batch_size):
-                labels[start : start + batch_size] = restore(probabilities(start))
+                restore(probabilities(start), start)
         else:  # resampled through-plane (data.spacing_z): the frame's probabilities back to the scan's slices first
             frame = torch.cat([probabilities(start) for start in range(0, z, batch_size)], dim=1)
             frame = resample_volume(frame, (z_out, *frame.shape[-2:]), "linear")
             for start in range(0, z_out, batch_size):
-                labels[start : start + batch_size] = restore(frame[:, start : start + batch_size])
-    return _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, caps)
+                restore(frame[:, start : start + batch_size], start)
+    result = _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, caps)
+    return result, None if kept is None else kept.cpu().numpy().reshape(-1, *array.shape)
 
 
 def _members(model: LoadedModel | Ensemble) -> list[LoadedModel]:
@@ -459,11 +504,12 @@ def list_inputs(input: str | Path) -> tuple[list[InputCase], Path]:
 
 @dataclass
 class PredictionReport:
-    """What ``predict_path`` did: outputs written, existing outputs skipped, inputs that failed."""
+    """What ``predict_path`` did: output files written, existing output files kept, inputs that failed (a case's
+    files: its label map, and its probabilities when asked for)."""
 
     output_dir: Path
     written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)  # outputs that existed (overwrite=False)
+    skipped: list[Path] = field(default_factory=list)  # output files that existed (overwrite=False)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line reason)
     seconds: float = 0.0
 
@@ -471,10 +517,6 @@ class PredictionReport:
     def ok(self) -> bool:
         """True when no input failed (skipped existing outputs are fine)."""
         return not self.failed
-
-    @property
-    def total(self) -> int:
-        return len(self.written) + len(self.skipped) + len(self.failed)
 
     def lines(self) -> list[str]:
         """One line per skipped output and failed input."""
@@ -514,16 +556,20 @@ def predict_path(
     on_case: Callable[[InputCase, str], None] | None = None,
     tta: bool | None = None,
     extent_margin: float | None = None,
+    save_probabilities: bool = False,
 ) -> PredictionReport:
-    """Predict every volume of ``input`` (see :func:`list_inputs`) into ``<output_dir>/<case>.nii.gz``.
+    """Predict every volume of ``input`` (see :func:`list_inputs`) into ``<output_dir>/<case>.nii.gz``, and with
+    ``save_probabilities`` the class probabilities into ``<case>.npz`` (:mod:`lmisa.probabilities`).
 
     Outputs are uint8 with the input's affine and header. An existing output is left alone and
-    listed in ``report.skipped`` unless ``overwrite``; an input that cannot be read or predicted is
+    listed in ``report.skipped`` unless ``overwrite`` (a case is predicted again when its probabilities are asked
+    for and missing, its label map kept); an input that cannot be read or predicted is
     listed in ``report.failed`` with a one-line reason and the others go on. ``on_case(case, status)``
     is called after each case with status "written", "skipped" or "failed: <reason>".
     ``largest_component``, ``tta``, ``extent_margin``, ``batch_size``: as :func:`predict_volume`.
     """
     from lmisa.io import write_image
+    from lmisa.probabilities import PROBABILITIES_SUFFIX, write_probabilities
 
     extent_caps(model, extent_margin)  # a margin this run cannot apply fails here, not once per case
     t0 = time.perf_counter()
@@ -550,21 +596,30 @@ def predict_path(
         task = bar.add_task("predict", total=len(cases), case="")
         for case in cases:
             bar.update(task, case=case.name)
-            out = output_dir / f"{case.name}{OUTPUT_SUFFIX}"
-            status = "written"
-            if out.exists() and not overwrite:
-                report.skipped.append(out)
+            outputs = [output_dir / f"{case.name}{OUTPUT_SUFFIX}"]
+            if save_probabilities:
+                outputs.append(output_dir / f"{case.name}{PROBABILITIES_SUFFIX}")
+            kept = [] if overwrite else [o for o in outputs if o.exists()]
+            report.skipped += kept
+            status, writing = "written", outputs[0]
+            if len(kept) == len(outputs):
                 status = "skipped"
-            else:
+            else:  # the outputs not there yet (all with overwrite)
                 try:
                     image = case.read()
-                    labels = predict_volume(model, image, device=device, batch_size=batch_size,
-                                            largest_component=largest_component, tta=tta,
-                                            extent_margin=extent_margin)
-                    write_image(out, labels, like=image, dtype=np.uint8, overwrite=overwrite)
-                    report.written.append(out)
+                    labels, probs = _predict(model, image, device, batch_size, largest_component, tta, extent_margin,
+                                             keep_probabilities=save_probabilities)
+                    for o in outputs[::-1]:  # the label map last: an interrupted case is done again
+                        if o in kept:
+                            continue
+                        writing = o
+                        if o.name.endswith(PROBABILITIES_SUFFIX):
+                            write_probabilities(o, probs, image.affine, model.plans.labels, overwrite=overwrite)
+                        else:
+                            write_image(o, labels, like=image, dtype=np.uint8, overwrite=overwrite)
+                        report.written.append(o)
                 except FileExistsError:  # appeared meanwhile (another process)
-                    report.skipped.append(out)
+                    report.skipped.append(writing)
                     status = "skipped"
                 except (KeyboardInterrupt, SystemExit):
                     raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lmisa.errors import LmisaError
-from lmisa.io import MedicalImage, load_nifti_header, read_image, read_label
+from lmisa.io import MedicalImage, atomic_write, load_nifti_header, read_image, read_label
 
 CACHE_VERSION = 1
 
@@ -310,14 +309,8 @@ def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str], with_labe
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path, ".tmp.npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cache_case(image_path: Path, label_path: Path | None, out: Path, plans: Plans) -> Path:

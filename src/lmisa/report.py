@@ -425,15 +425,6 @@ def _html(title, facts, entries, progress, summary_text, has_ref) -> str:
 
 def _write(path: Path, text: str) -> None:
     """Atomic text write, readable by others (a report is meant to be shared or served)."""
-    import os
-    import tempfile
+    from lmisa.io import write_text_atomic
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)

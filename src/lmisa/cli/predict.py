@@ -42,6 +42,10 @@ def predict(
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Slices per forward pass (default: 8 on a CPU, 32 on a GPU)."),
+    save_probabilities: bool = typer.Option(
+        False, "--save-probabilities",
+        help="Also write each case's class probabilities (before post-processing) as OUTPUT/<case>.npz: float16 "
+             "(C, Z, Y, X) on the image's grid, with its affine and label table (lmisa.probabilities)."),
     report: bool = typer.Option(False, "--report", help="Also write a visual report (images and predictions) into OUTPUT/report."),
 ) -> None:
     """Segment volumes with a trained run; exit code 1 if any input failed."""
@@ -63,6 +67,7 @@ def predict(
         batch_size=batch_size,
         tta=tta,
         extent_margin=0.0 if no_postprocess else extent_margin,
+        save_probabilities=save_probabilities,
     )
     for path, msg in result.failed:
         err_console.print(f"[red]{escape(str(path))}: {escape(msg)}[/]", highlight=False, soft_wrap=True)
