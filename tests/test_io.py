@@ -118,16 +118,18 @@ def test_written_files_get_a_new_files_usual_permissions(tmp_path: Path) -> None
     from lmisa.io import atomic_write, write_text_atomic
     from lmisa.training.checkpoint import save_checkpoint
 
-    umask = os.umask(0o027)
-    os.umask(umask)
-    written = [
-        write_image(tmp_path / "a.nii.gz", MedicalImage(np.zeros((2, 3, 4), np.uint8), np.eye(4))),
-        write_text_atomic(tmp_path / "b.json", "{}"),
-    ]
-    save_checkpoint({"x": 1}, tmp_path / "c.pt")
-    written.append(tmp_path / "c.pt")
-    for path in written:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    for umask in (0o022, 0o077):  # the umask in force when the file is written
+        before = os.umask(umask)
+        try:
+            written = [
+                write_image(tmp_path / "a.nii.gz", MedicalImage(np.zeros((2, 3, 4), np.uint8), np.eye(4)), overwrite=True),
+                write_text_atomic(tmp_path / "b.json", "{}"),
+            ]
+            save_checkpoint({"x": 1}, tmp_path / "c.pt")
+        finally:
+            os.umask(before)
+        for path in [*written, tmp_path / "c.pt"]:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, (path, oct(umask))
     with pytest.raises(RuntimeError):  # a failed write leaves nothing, not even its temporary file
         with atomic_write(tmp_path / "d.txt") as tmp:
             tmp.write_text("half")

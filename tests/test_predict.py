@@ -429,6 +429,21 @@ def test_probabilities_follow_the_labels_and_the_voxel_axes(model: LoadedModel) 
     np.testing.assert_array_equal(probs_lps, probs[:, :, ::-1, ::-1])
 
 
+@pytest.mark.parametrize("kind", ["one slice", "tta", "ensemble"])
+def test_probabilities_of_a_single_slice_with_tta_and_of_an_ensemble(kind: str) -> None:
+    from lmisa.ensemble import Ensemble
+
+    arr = np.zeros((40, 40) if kind == "one slice" else (3, 40, 40), np.float32)
+    arr[..., 8:20, 10:25] = 1.0
+    image = MedicalImage(arr, np.diag([1.5, 1.5, 4.0, 1.0]))
+    model = Ensemble([_fake_model(), _fake_model()]) if kind == "ensemble" else _fake_model()
+    labels, probs = predict_volume_with_probabilities(model, image, tta=kind == "tta")
+    np.testing.assert_array_equal(labels, predict_volume(model, image, tta=kind == "tta"))
+    assert probs.shape == (2, *arr.shape) and probs.dtype == np.float16
+    np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1.0, atol=5e-3)
+    np.testing.assert_array_equal(probs.astype(np.float32).argmax(0), labels)
+
+
 def test_probabilities_are_those_before_post_processing() -> None:
     model = _fake_model(largest_component=True)
     arr = np.zeros((3, 40, 40), np.float32)
@@ -482,7 +497,7 @@ def test_existing_outputs_are_never_replaced_without_overwrite(model: LoadedMode
     out.write_bytes(b"precious")
     report = predict_path(model, tmp_path / "in", tmp_path / "out", progress=False)
     assert report.skipped == [out] and report.ok and out.read_bytes() == b"precious"
-    assert report.lines() == [f"{out}: exists, skipped"]
+    assert report.lines() == [f"{out}: exists, kept"]
     report = predict_path(model, tmp_path / "in", tmp_path / "out", overwrite=True, progress=False)
     assert report.written == [out] and read_label(out).array.shape == (4, 20, 28)
 
@@ -505,6 +520,12 @@ def test_saved_probabilities_beside_the_label_maps(model: LoadedModel, tmp_path:
     again = predict_path(model, tmp_path / "in", out, progress=False, save_probabilities=True)
     assert again.written == [] and sorted(again.skipped) == [out / "a.nii.gz", out / "a.npz"]
     np.testing.assert_array_equal(read_probabilities(out / "a.npz").probabilities, saved.probabilities)
+    (out / "a.npz").write_bytes(b"old")  # --overwrite replaces both
+    (out / "a.nii.gz").write_bytes(b"old")
+    replaced = predict_path(model, tmp_path / "in", out, progress=False, save_probabilities=True, overwrite=True)
+    assert sorted(replaced.written) == [out / "a.nii.gz", out / "a.npz"] and replaced.skipped == []
+    np.testing.assert_array_equal(read_probabilities(out / "a.npz").probabilities, saved.probabilities)
+    assert read_label(out / "a.nii.gz").array.shape == image.array.shape
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -518,11 +539,11 @@ def test_cli_predict_folder_with_a_corrupt_file_exits_1(run: Path, tmp_path: Pat
     result = runner.invoke(app, ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                                  "--device", "cpu", "--no-postprocess", "--tta"])
     assert result.exit_code == 1, result.output
-    assert str(bad) in result.output and "2 written" in result.output and "1 failed" in result.output
+    assert str(bad) in result.output and "2 files written" in result.output and "1 input failed" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz"]
     probs = runner.invoke(app, ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                                 "--device", "cpu", "--no-postprocess", "--tta", "--save-probabilities"])
-    assert probs.exit_code == 1 and "2 written" in probs.output and "2 outputs exist, skipped" in probs.output
+    assert probs.exit_code == 1 and "2 files written" in probs.output and "2 files existed, kept" in probs.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c0.npz", "c1.nii.gz", "c1.npz"]
 
 
@@ -532,16 +553,16 @@ def test_cli_predict_twice_changes_nothing(run: Path, tmp_path: Path) -> None:
     args = ["predict", "-m", str(run), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint", "latest"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "3 written" in first.output
+    assert "3 files written" in first.output
     outputs = sorted((tmp_path / "out").iterdir())
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
-    assert "0 written" in second.output and "3 outputs exist, skipped (use --overwrite)" in second.output
+    assert "0 files written" in second.output and "3 files existed, kept (use --overwrite)" in second.output
     assert sorted((tmp_path / "out").iterdir()) == outputs
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs} == before
     third = runner.invoke(app, [*args, "--overwrite"])
-    assert third.exit_code == 0 and "3 written" in third.output
+    assert third.exit_code == 0 and "3 files written" in third.output
 
 
 def test_cli_predict_user_errors_are_one_line(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
+import secrets
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -169,26 +169,28 @@ def write_image(
     return path
 
 
-_UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
 @contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary file beside ``path`` to write to (its name ends in ``suffix``, for writers that pick a
+    """A new temporary file beside ``path`` to write to (its name ends in ``suffix``, for writers that pick a
     format by it). When the block ends, it becomes ``path`` by a rename, so no reader ever sees half a file;
-    when the block raises, it is removed. The file gets a new file's usual permissions (0666 less the umask):
-    a temporary file is made owner-only, and outputs are meant to be shared."""
+    when the block raises, it is removed. It has a new file's usual permissions (0666 less the umask in force),
+    not the owner-only ones of ``tempfile.mkstemp``: outputs are meant to be shared."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"{path.parent}: no free temporary file name")
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

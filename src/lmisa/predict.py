@@ -330,13 +330,14 @@ def _predict(
         return (total / len(members)).transpose(0, 1)
 
     labels = torch.empty((z_out, *out_yx), dtype=torch.uint8, device=device)
-    kept = torch.empty((plans.num_classes, z_out, *out_yx), dtype=torch.float16, device=device) if keep_probabilities else None
+    # probabilities kept in host memory, batch by batch: (C, Z, Y, X) of a large scan would crowd a GPU
+    kept = torch.empty((plans.num_classes, z_out, *out_yx), dtype=torch.float16) if keep_probabilities else None
 
     def restore(probs: torch.Tensor, start: int) -> None:  # slices start .. start + B: back to the image's grid
         probs = restore_probabilities(probs, replace(prepared, original_shape=(probs.shape[1], *out_yx)))
         labels[start : start + probs.shape[1]] = class_argmax(probs)
         if kept is not None:
-            kept[:, start : start + probs.shape[1]] = probs
+            kept[:, start : start + probs.shape[1]] = probs.to("cpu", torch.float16)
 
     with torch.inference_mode():
         if z_out == z:  # the scan's own slices (no data.spacing_z): each batch straight back
@@ -348,7 +349,7 @@ def _predict(
             for start in range(0, z_out, batch_size):
                 restore(frame[:, start : start + batch_size], start)
     result = _postprocess(labels.cpu().numpy().reshape(array.shape), model, image, largest_component, caps)
-    return result, None if kept is None else kept.cpu().numpy().reshape(-1, *array.shape)
+    return result, None if kept is None else kept.numpy().reshape(-1, *array.shape)
 
 
 def _members(model: LoadedModel | Ensemble) -> list[LoadedModel]:
@@ -520,17 +521,19 @@ class PredictionReport:
 
     def lines(self) -> list[str]:
         """One line per skipped output and failed input."""
-        out = [f"{p}: exists, skipped" for p in self.skipped]
+        out = [f"{p}: exists, kept" for p in self.skipped]
         out += [f"{p}: {msg}" for p, msg in self.failed]
         return out
 
     def summary(self) -> str:
-        parts = [f"{len(self.written)} written to {self.output_dir}"]
+        def files(n: int) -> str:
+            return f"{n} file{'s' if n != 1 else ''}"
+
+        parts = [f"{files(len(self.written))} written to {self.output_dir}"]
         if self.skipped:
-            n = len(self.skipped)
-            parts.append(f"{n} output{'s' if n != 1 else ''} exist{'s' if n == 1 else ''}, skipped (use --overwrite)")
+            parts.append(f"{files(len(self.skipped))} existed, kept (use --overwrite)")
         if self.failed:
-            parts.append(f"{len(self.failed)} failed")
+            parts.append(f"{len(self.failed)} input{'s' if len(self.failed) != 1 else ''} failed")
         return "; ".join(parts)
 
 
@@ -601,26 +604,22 @@ def predict_path(
                 outputs.append(output_dir / f"{case.name}{PROBABILITIES_SUFFIX}")
             kept = [] if overwrite else [o for o in outputs if o.exists()]
             report.skipped += kept
-            status, writing = "written", outputs[0]
-            if len(kept) == len(outputs):
-                status = "skipped"
-            else:  # the outputs not there yet (all with overwrite)
+            missing = [o for o in outputs if o not in kept]
+            status = "written" if missing else "skipped"
+            if missing:
                 try:
                     image = case.read()
                     labels, probs = _predict(model, image, device, batch_size, largest_component, tta, extent_margin,
-                                             keep_probabilities=save_probabilities)
-                    for o in outputs[::-1]:  # the label map last: an interrupted case is done again
-                        if o in kept:
-                            continue
-                        writing = o
-                        if o.name.endswith(PROBABILITIES_SUFFIX):
-                            write_probabilities(o, probs, image.affine, model.plans.labels, overwrite=overwrite)
-                        else:
-                            write_image(o, labels, like=image, dtype=np.uint8, overwrite=overwrite)
-                        report.written.append(o)
-                except FileExistsError:  # appeared meanwhile (another process)
-                    report.skipped.append(writing)
-                    status = "skipped"
+                                             keep_probabilities=any(o.name.endswith(PROBABILITIES_SUFFIX) for o in missing))
+                    for o in missing[::-1]:  # the label map last: a case interrupted between them is done again
+                        try:
+                            if o.name.endswith(PROBABILITIES_SUFFIX):
+                                write_probabilities(o, probs, image.affine, model.plans.labels, overwrite=overwrite)
+                            else:
+                                write_image(o, labels, like=image, dtype=np.uint8, overwrite=overwrite)
+                            report.written.append(o)
+                        except FileExistsError:  # appeared meanwhile (another process): kept
+                            report.skipped.append(o)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:  # one bad input never stops the others

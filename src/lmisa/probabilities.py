@@ -3,7 +3,7 @@ map, as nnU-Net v2 writes them (``--save_probabilities``).
 
 Why: a label map keeps only the argmax. The probabilities say how sure the model was (uncertainty, a confidence
 threshold on pseudo-labels) and let runs be combined after the fact. The file holds ``probabilities``, float16
-``(C, Z, Y, X)`` on the image's own voxel grid (class ``c`` is label value ``c``, before post-processing), the
+``(C, Z, Y, X)`` on the image's own voxel grid (``(C, Y, X)`` for a single 2D slice; class ``c`` is label value ``c``, before post-processing), the
 image's ``affine`` (4 x 4, RAS mm) and the ``labels`` table as JSON, so it needs no other file to be read. A
 ``.npz`` is not a NIfTI file: tools that read the prediction folder's label maps (``lmisa evaluate``) pass it by.
 
@@ -40,7 +40,7 @@ __all__ = ["PROBABILITIES_SUFFIX", "CaseProbabilities", "write_probabilities", "
 class CaseProbabilities:
     """What a probabilities file holds."""
 
-    probabilities: np.ndarray  # (C, Z, Y, X) float16
+    probabilities: np.ndarray  # (C, Z, Y, X) float16; (C, Y, X) for a single slice
     affine: np.ndarray  # (4, 4)
     labels: dict[str, int]
 

@@ -424,7 +424,7 @@ def _html(title, facts, entries, progress, summary_text, has_ref) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    """Atomic text write, readable by others (a report is meant to be shared or served)."""
+    """Atomic text write, with a new file's usual permissions (a report is meant to be shared or served)."""
     from lmisa.io import write_text_atomic
 
     write_text_atomic(path, text)

@@ -105,3 +105,9 @@ def test_dry_run_checks_the_inputs_and_writes_nothing(nnunet_factory, tmp_path: 
 
     resumed = runner.invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 1 and "--dry-run checks the inputs of a new run" in resumed.output
+    (tmp_path / "run").mkdir()  # an --out a new run would refuse: the dry run refuses it too
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    taken = runner.invoke(app, args)
+    assert taken.exit_code == 1 and "folder exists and is not empty" in taken.output
+    both = runner.invoke(app, [*args, "--print-config"])
+    assert both.exit_code == 1 and "choose one" in both.output

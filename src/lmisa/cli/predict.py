@@ -45,7 +45,9 @@ def predict(
     save_probabilities: bool = typer.Option(
         False, "--save-probabilities",
         help="Also write each case's class probabilities (before post-processing) as OUTPUT/<case>.npz: float16 "
-             "(C, Z, Y, X) on the image's grid, with its affine and label table (lmisa.probabilities)."),
+             "(C, Z, Y, X) on the image's grid ((C, Y, X) for a single slice), with its affine and label table "
+             "(lmisa.probabilities). Existing files are kept unless --overwrite, so a label map and its .npz may "
+             "come from different runs."),
     report: bool = typer.Option(False, "--report", help="Also write a visual report (images and predictions) into OUTPUT/report."),
 ) -> None:
     """Segment volumes with a trained run; exit code 1 if any input failed."""

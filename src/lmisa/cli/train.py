@@ -33,8 +33,9 @@ def train(
              "(`lmisa predict -m RUN -i TARGET/imagesTr -o FOLDER`); sets data.pseudo_labels."),
     dry_run: bool = typer.Option(
         False, "--dry-run",
-        help="Check every input as training would (data sets read in full, label tables, voxel axes, pseudo-label "
-             "maps) and the options, then exit; nothing is written."),
+        help="Make the checks a new run makes before it caches any data (options, device, --out, data sets read in "
+             "full, label tables, voxel axes, pseudo-label maps), then exit; nothing is written. A few checks need "
+             "the cached data and come when training starts."),
     print_config: bool = typer.Option(
         False, "--print-config",
         help="Print the config these options resolve to (defaults, --config, --variant, overrides) as YAML and exit; "
@@ -50,13 +51,15 @@ def train(
             overrides.setdefault("train", {})[key] = value
     if pseudo_labels is not None:
         overrides.setdefault("data", {})["pseudo_labels"] = str(pseudo_labels)
+    if print_config and dry_run:
+        raise LmisaError("--print-config and --dry-run: choose one (--print-config reads no data)")
     if print_config:
         typer.echo(resolve_config(config, variant, dims, device, overrides or None).to_yaml(), nl=False)
         return
     if source is None:
         raise LmisaError("--source is required: the labelled data set to train on")
     if dry_run:
-        _dry_run(source, target, config, variant, dims, device, overrides or None, resume)
+        _dry_run(source, target, out, config, variant, dims, device, overrides or None, resume)
         return
     if resume and overrides:
         console.print("[yellow]note:[/] --resume keeps the run's saved config; --epochs/--steps-per-epoch/--seed/"
@@ -81,15 +84,19 @@ def train(
     console.print(f"[green]done[/]: run folder {run_dir}")
 
 
-def _dry_run(source: Path, target: Optional[Path], config: Optional[Path], variant: str, dims: Optional[int],
-             device: Optional[str], overrides: Optional[dict], resume: bool) -> None:
-    """``--dry-run``: a new run's checks (lmisa.training.check_run), then one line on what would train."""
+def _dry_run(source: Path, target: Optional[Path], out: Optional[Path], config: Optional[Path], variant: str,
+             dims: Optional[int], device: Optional[str], overrides: Optional[dict], resume: bool) -> None:
+    """``--dry-run``: a new run's checks (lmisa.training.check_run, and --out's), then one line on what would
+    train."""
     from lmisa.datasets import Domain
     from lmisa.training import check_run
+    from lmisa.training.run import check_new_run_dir
 
     if resume:
         raise LmisaError("--dry-run checks the inputs of a new run; a resume checks them itself when it starts")
     cfg = check_run(source, target, config, variant, dims, device, overrides)
+    if out is not None:
+        check_new_run_dir(out)
     n_source = len(Domain.open(source).cases("train"))
     n_target = len(Domain.open(target).cases("train")) if target is not None else 0
     what = f"{n_source} source cases" + (f", {n_target} target cases" if target is not None else "")

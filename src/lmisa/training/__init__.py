@@ -72,8 +72,8 @@ def check_run(
     device_check: bool = True,
 ) -> Config:
     """Every check a new run makes before its folder exists, and the config it would train with: the options, the
-    device (unless ``device_check``: under torchrun each rank gets its own), each data set read in full, the label
-    tables, the voxel axes and the pseudo-label maps. Raises LmisaError naming the file. Nothing is written.
+    device (when ``device_check``; under torchrun each rank is given its own), each data set read in full, the
+    label tables, the voxel axes and the pseudo-label maps. Raises LmisaError naming the file. Nothing is written.
 
     ``lmisa train --dry-run`` runs this alone, so a long training is not the first to find a bad input.
     """

@@ -115,22 +115,33 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
     folder a run left before its first epoch ended (``never_trained``) is started again. The caller then
     holds ``run_lock`` while it trains."""
     run_dir = Path(run_dir)
+    if not resume:
+        check_new_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    _check_free_folder(run_dir)
+    if not (run_dir / CKPT_DIR / LATEST).exists():
+        hint = ""
+        if run_dir.is_dir() and never_trained(run_dir):
+            hint = "; no epoch finished there: run the same command without --resume to start it again"
+        raise LmisaError(f"{run_dir}: nothing to resume (no {CKPT_DIR}/{LATEST}){hint}")
+    return run_dir
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run may start in ``run_dir``: absent, empty, or left by a run before its first epoch ended, and no
+    other run working there; LmisaError naming it otherwise. Nothing is made (``lmisa train --dry-run``)."""
+    run_dir = Path(run_dir)
+    _check_free_folder(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not never_trained(run_dir):
+        raise LmisaError(f"{run_dir}: folder exists and is not empty; pass --resume to continue it or choose another --out")
+
+
+def _check_free_folder(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise LmisaError(f"{run_dir}: exists and is not a folder; choose another --out")
     if _in_use(run_dir):
         raise LmisaError(f"{run_dir}: another training run is working in this folder; choose another --out")
-    latest = run_dir / CKPT_DIR / LATEST
-    if resume:
-        if not latest.exists():
-            hint = ""
-            if run_dir.is_dir() and never_trained(run_dir):
-                hint = "; no epoch finished there: run the same command without --resume to start it again"
-            raise LmisaError(f"{run_dir}: nothing to resume (no {CKPT_DIR}/{LATEST}){hint}")
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()) and not never_trained(run_dir):
-        raise LmisaError(f"{run_dir}: folder exists and is not empty; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def write_history_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
