@@ -86,17 +86,13 @@ def train(
 
 def _dry_run(source: Path, target: Optional[Path], out: Optional[Path], config: Optional[Path], variant: str,
              dims: Optional[int], device: Optional[str], overrides: Optional[dict], resume: bool) -> None:
-    """``--dry-run``: a new run's checks (lmisa.training.check_run, and --out's), then one line on what would
-    train."""
+    """``--dry-run``: a new run's checks (lmisa.training.check_run), then one line on what would train."""
     from lmisa.datasets import Domain
     from lmisa.training import check_run
-    from lmisa.training.run import check_new_run_dir
 
     if resume:
         raise LmisaError("--dry-run checks the inputs of a new run; a resume checks them itself when it starts")
-    cfg = check_run(source, target, config, variant, dims, device, overrides)
-    if out is not None:
-        check_new_run_dir(out)
+    cfg = check_run(source, target, config, variant, dims, device, overrides, out=out)
     n_source = len(Domain.open(source).cases("train"))
     n_target = len(Domain.open(target).cases("train")) if target is not None else 0
     what = f"{n_source} source cases" + (f", {n_target} target cases" if target is not None else "")

@@ -70,10 +70,12 @@ def check_run(
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
     device_check: bool = True,
+    out: str | Path | None = None,
 ) -> Config:
     """Every check a new run makes before its folder exists, and the config it would train with: the options, the
     device (when ``device_check``; under torchrun each rank is given its own), each data set read in full, the
-    label tables, the voxel axes and the pseudo-label maps. Raises LmisaError naming the file. Nothing is written.
+    label tables, the voxel axes, the pseudo-label maps, and ``out`` (when given: a folder a new run may use).
+    Raises LmisaError naming the file. Nothing is written.
 
     ``lmisa train --dry-run`` runs this alone, so a long training is not the first to find a bad input.
     """
@@ -86,6 +88,10 @@ def check_run(
     if device_check:
         resolve_device(cfg.train.device)  # an unknown or absent device is refused before any work
     check_training_inputs(cfg, Path(source), Path(target) if target is not None else None)
+    if out is not None:
+        from lmisa.training.run import check_new_run_dir
+
+        check_new_run_dir(Path(out))
     return cfg
 
 
