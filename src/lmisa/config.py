@@ -233,7 +233,9 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_yaml())
+        from lmisa.io import write_text_atomic
+
+        write_text_atomic(path, self.to_yaml())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config", saved_run: bool = False) -> "Config":

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lmisa.errors import LmisaError
-from lmisa.io import MedicalImage, atomic_write, load_nifti_header, read_image, read_label
+from lmisa.io import MedicalImage, atomic_write, load_nifti_header, read_image, read_label, write_text_atomic
 
 CACHE_VERSION = 1
 
@@ -375,7 +375,7 @@ def build_cache(
     Returns the case files and the list of one-line errors (cases that failed are not cached).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "plans.json").write_text(plans.to_json())
+    write_text_atomic(out_dir / "plans.json", plans.to_json())
     files = {name: out_dir / f"{name}.npz" for name, _, _ in cases}
     todo = [(img, lab, files[name], plans) for name, img, lab in cases if not files[name].exists()]
     errors: list[str] = []

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.errors import LmisaError
+from lmisa.io import write_text_atomic
 from lmisa.evaluation import PROTOCOLS
 from lmisa.grid_ceiling import KINDS, CeilingTable, Grid, grid_ceiling
 
@@ -58,5 +59,5 @@ def ceiling(
     for kind in kinds:
         console.print(ceiling_table(table, kind, protocol))
     if out is not None:
-        out.write_text(json.dumps(table.to_dict(), indent=2) + "\n")
+        write_text_atomic(out, json.dumps(table.to_dict(), indent=2) + "\n")
         console.print(f"wrote {escape(str(out))}", highlight=False)

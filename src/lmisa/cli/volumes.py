@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.errors import LmisaError
+from lmisa.io import write_text_atomic
 from lmisa.volumes import PLAUSIBLE_RATIO, compare_volumes
 
 
@@ -40,5 +41,5 @@ def volumes(
         lo, hi = PLAUSIBLE_RATIO
         console.print(f"[yellow]outside {lo}-{hi} x the reference size:[/] {', '.join(sorted(bad))}", highlight=False)
     if out is not None:
-        out.write_text(json.dumps(check.to_dict(), indent=2) + "\n")
+        write_text_atomic(out, json.dumps(check.to_dict(), indent=2) + "\n")
         console.print(f"wrote {out}", highlight=False)

@@ -18,6 +18,7 @@ from typing import Any
 
 from lmisa.config import Config, apply_variant
 from lmisa.errors import LmisaError
+from lmisa.io import write_text_atomic
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +178,11 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
     if not resume and is_main:
         cfg.data.spacing = tuple(data.plans.spacing)  # resolved: written out in full
         cfg.save(run_dir / runfiles.CONFIG)
-        (run_dir / runfiles.PLANS).write_text(data.plans.to_json())
+        write_text_atomic(run_dir / runfiles.PLANS, data.plans.to_json())
         meta = dict(data.split, source=str(source.resolve()), target=str(target.resolve()) if target else None)
         if data.pseudo_labels_tag is not None:
             meta["pseudo_labels_tag"] = data.pseudo_labels_tag  # a resume refuses maps changed since
-        (run_dir / runfiles.SPLIT).write_text(json.dumps(meta, indent=2))
+        write_text_atomic(run_dir / runfiles.SPLIT, json.dumps(meta, indent=2))
     elif resume:
         if saved_plans.cache_key() != data.plans.cache_key():
             raise LmisaError(f"{run_dir}: the data settings changed since the run started; start a new run")
