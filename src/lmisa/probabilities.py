@@ -3,9 +3,10 @@ map, as nnU-Net v2 writes them (``--save_probabilities``).
 
 Why: a label map keeps only the argmax. The probabilities say how sure the model was (uncertainty, a confidence
 threshold on pseudo-labels) and let runs be combined after the fact. The file holds ``probabilities``, float16
-``(C, Z, Y, X)`` on the image's own voxel grid (``(C, Y, X)`` for a single 2D slice; class ``c`` is label value ``c``, before post-processing), the
-image's ``affine`` (4 x 4, RAS mm) and the ``labels`` table as JSON, so it needs no other file to be read. A
-``.npz`` is not a NIfTI file: tools that read the prediction folder's label maps (``lmisa evaluate``) pass it by.
+``(C, Z, Y, X)`` on the image's own voxel grid (``(C, Y, X)`` for a single 2D slice; class ``c`` is label value
+``c``; before post-processing), the image's ``affine`` (4 x 4, RAS mm) and the ``labels`` table as JSON, so it needs
+no other file to be read. A ``.npz`` is not a NIfTI file: tools that read the prediction folder's label maps
+(``lmisa evaluate``) pass it by.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
