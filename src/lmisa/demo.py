@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lmisa.datasets import link_subset
+from lmisa.io import write_text_atomic
 
 DEMO_SETTINGS: dict[str, Any] = {
     "data": {"spacing": [3.5, 3.5], "size": [96, 96]},
@@ -95,7 +96,7 @@ def run_demo(
         console.print(f"[bold]1/4[/] writing {cases} phantom anatomies (CT-like, MR-like, T1-like) to {phantoms}")
         write_phantom_datasets(phantoms, cases=cases, seed=seed)
     split = DemoSplit(**json.loads((out / "split.json").read_text())) if (out / "split.json").exists() else split_phantom_cases(cases)
-    (out / "split.json").write_text(json.dumps(split.__dict__, indent=2))
+    write_text_atomic(out / "split.json", json.dumps(split.__dict__, indent=2))
     data = out / "data"
     source = link_subset(phantoms / "CT", data / "CT_source", split.source)
     target = link_subset(phantoms / "MR", data / "MR_target_unlabelled", split.target, with_labels=False)
@@ -135,7 +136,7 @@ def run_demo(
                                     tests["MR"], ref_dir=tests["MR"] / "labelsTr", out_dir=out / "report")
     result.seconds = time.perf_counter() - t0
     print_table(result, console)
-    (out / "results.json").write_text(json.dumps(result.rows, indent=2))
+    write_text_atomic(out / "results.json", json.dumps(result.rows, indent=2))
     return result
 
 

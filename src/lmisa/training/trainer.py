@@ -491,7 +491,7 @@ class Trainer:
         self.samples_per_step = self.cfg.train.batch_size * (2 if self.target_sampler is not None else 1)
         if self.is_main:
             precision = precision_name(self.use_amp)
-            (self.run_dir / runfiles.HARDWARE).write_text(f"{describe_device(self.device)}, {precision}\n")
+            write_text_atomic(self.run_dir / runfiles.HARDWARE, f"{describe_device(self.device)}, {precision}\n")
             counts = self.parameter_counts()
             write_text_atomic(self.run_dir / runfiles.PARAMS,
                               json.dumps({"training": sum(counts.values()), "parts": counts}, indent=2) + "\n")
@@ -586,7 +586,7 @@ class Trainer:
         if self._bar is not None:
             self._bar.stop()
         if self.is_main:
-            (self.run_dir / runfiles.DONE).write_text("finished\n")
+            write_text_atomic(self.run_dir / runfiles.DONE, "finished\n")
         return self.history[-1] if self.history else {}
 
     # ------------------------------------------------------------------ checkpoints
