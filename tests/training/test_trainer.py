@@ -441,6 +441,14 @@ def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domain
     assert torch.equal(state["critic_window"].cpu(), allowed.cpu())
     lines = [x for x in (run / "train.log").read_text().splitlines() if "critic window:" in x]
     assert len(lines) == 2 and "new" not in lines[0] and "of them new" in lines[1]  # epochs 3 and 4
+    # the placement predicts on the segmentation path alone: the counts of the full forward, exactly
+    net = trainer.ema if trainer.ema is not None else trainer.net
+    net.eval()
+    step, n = 4 * trainer.cfg.train.batch_size, len(trainer.target_sampler.slices)
+    with torch.no_grad(), trainer.autocast():
+        full = torch.cat([(net(trainer.represent(trainer.target_sampler.gather(torch.arange(i, min(i + step, n)))[0]))[0]
+                           .argmax(1) > 0).flatten(1).sum(1) for i in range(0, n, step)])
+    assert torch.equal(trainer.target_organ_pixels(), full)
     # a resumed run draws from the saved windows
     trainer.target_sampler.restrict_to(None)
     trainer.load(run / "checkpoints" / "latest.pt")

@@ -37,7 +37,7 @@ from lmisa.losses import (
     segmentation_loss,
     to_critic_input,
 )
-from lmisa.nets import build_critic, count_parameters
+from lmisa.nets import build_critic, count_parameters, segment_logits
 from lmisa.precision import autocast, bf16_native, precision_name, trained_in_bf16
 from lmisa.sampling import SliceSampler, min_organ_pixels, organ_pixel_quantile, organ_slices
 from lmisa.training import run as runfiles
@@ -463,7 +463,8 @@ class Trainer:
     @torch.no_grad()
     def target_organ_pixels(self) -> torch.Tensor:
         """Organ pixels (argmax) of the prediction on every target training slice, by the weights that
-        validate and predict (the average, where there is one)."""
+        validate and predict (the average, where there is one); the segmentation path alone (the logits are
+        those of the full forward, at the same batch partition)."""
         net = self.ema if self.ema is not None else self.net
         net.eval()
         slices, counts = self.target_sampler.slices, []
@@ -472,7 +473,7 @@ class Trainer:
             idx = torch.arange(start, min(start + step, len(slices)), device=self.device)
             x, _ = self.target_sampler.gather(idx)
             with self.autocast():
-                seg = net(self.represent(x))[0]
+                seg = segment_logits(net, self.represent(x))
             counts.append((seg.argmax(1) > 0).flatten(1).sum(1))
         net.train()
         return torch.cat(counts)
