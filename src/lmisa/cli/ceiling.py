@@ -13,9 +13,9 @@ from rich.table import Table
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.errors import LmisaError
-from lmisa.io import write_text_atomic
 from lmisa.evaluation import PROTOCOLS
 from lmisa.grid_ceiling import KINDS, CeilingTable, Grid, grid_ceiling
+from lmisa.io import write_text_atomic
 
 # the field of view of the abdominal runs (384-400 mm) at five spacings
 DEFAULT_GRIDS = ("4:96", "3:128", "2.5:160", "2:192", "1.5:256")
