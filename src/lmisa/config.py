@@ -117,6 +117,12 @@ class LossConfig:
     # positives it aims at, it became the candidate for the default (RESULTS 2o); at 7,200 steps it gained on the
     # target MR -> CT (2ad, 2af), but the default's rule failed on its CT -> MR check (RESULTS 2af, 4 pairs).
     critic_window: float = 0.0
+    # When the window applies. "always": whenever critic_window > 0. "beyond_source": only where the target
+    # scans are estimated to reach beyond the source's organ coverage, that is, where fewer target slices than
+    # source slices hold an organ by real_prior's anatomical estimate (no target label, no model): MR -> CT
+    # here (45 % against 78 %), not CT -> MR (72 % against 44 %), where the window failed its rule's check
+    # (docs/RESULTS.md 2af). It is the complement of real_prior: auto, which acts where the target is denser.
+    critic_window_when: Literal["always", "beyond_source"] = "always"
 
 
 @dataclass

@@ -170,6 +170,24 @@ def test_auto_real_prior_uses_the_target_estimate_only_where_it_is_higher(domain
     assert prepare_training_data(paper_like, src, tgt, progress=False).organ_share is None
 
 
+@pytest.mark.parametrize("estimate, on", [(OrganShare(0.45, 0.78, 100.0), True), (OrganShare(0.72, 0.44, 100.0), False)])
+def test_critic_window_beyond_source_applies_only_where_the_target_has_fewer_organ_slices(
+        domains, tmp_path: Path, monkeypatch, caplog, estimate: OrganShare, on: bool) -> None:
+    src, tgt = domains
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr("lmisa.training.data.estimate_organ_share", lambda *args: estimate)
+    loss = {"critic_window": 1.1, "critic_window_when": "beyond_source", "real_prior": "source", "adv_warmup": 0.0}
+    cfg = _cfg(loss=loss, train={"batch_size": 2})
+    data = prepare_training_data(cfg, src, tgt, progress=False, log=logging.getLogger("test"))
+    assert data.critic_window_off is (not on) and data.region_span_mm > 0
+    assert ("critic window (when beyond_source): on" if on else "off, the target does not reach beyond") in caplog.text
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    trainer.place_critic_window()  # epoch 0 is past a warm-up of 0
+    assert (trainer.target_sampler.allowed is not None) is on
+    always = prepare_training_data(_cfg(loss={**loss, "critic_window_when": "always"}), src, tgt, progress=False)
+    assert always.critic_window_off is False
+
+
 # --- inputs refused before a run folder exists -------------------------------------------------------------------
 
 

@@ -48,6 +48,8 @@ class TrainingData:
     # and each target training case's slice spacing
     region_span_mm: float | None = None
     target_slice_mm: list[float] | None = None
+    # loss.critic_window_when: beyond_source found that the target does not reach beyond the source's organs
+    critic_window_off: bool = False
     pseudo_labels_tag: str | None = None  # data.pseudo_labels: the maps' fingerprint, recorded in split.json
 
 
@@ -230,6 +232,7 @@ def prepare_training_data(
             len(target_train) if target_train is not None else "-",
         )
     share = region = target_mm = None
+    window_off = False
     if cfg.uses_critic and target_train is not None:
         target_mm = case_slice_mm(plans, unlabelled, split["target_train"])
         if cfg.loss.real_prior != "source" and cfg.loss.real_uniform:
@@ -239,7 +242,11 @@ def prepare_training_data(
             if not spans:
                 raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
             region = max(spans)
-    return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm, tag)
+            if cfg.loss.critic_window_when == "beyond_source":
+                estimate = share or _estimate_organ_share(plans, source_train, source_mm, target_train, target_mm)
+                window_off = not _target_beyond_source(estimate, log)
+    return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm,
+                        critic_window_off=window_off, pseudo_labels_tag=tag)
 
 
 LABEL_CUT_WARNING = 0.01  # a labelled case losing more of its organ voxels to the crop is named
@@ -364,6 +371,14 @@ def _pseudo_labelled(
     return labelled, tag
 
 
+def _estimate_organ_share(
+    plans: Plans, source_train: SliceSet, source_mm: list[float], target_train: SliceSet, target_mm: list[float],
+) -> OrganShare:
+    """lmisa.real_prior's estimate over these slice sets: how often source and target slices hold an organ."""
+    lengths = [int(n) for n in target_train.case_lengths.tolist()]
+    return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
+
+
 def _organ_share(
     cfg: Config, plans: Plans, source_train: SliceSet, source_mm: list[float], target_train: SliceSet,
     target_mm: list[float], log: logging.Logger | None,
@@ -372,15 +387,26 @@ def _organ_share(
     scans' lengths (no target label), with the slice spacings of :func:`case_slice_mm`. Without an organ
     span in the source labels: an error for ``real_prior: target``, a warning and None (uniform real maps)
     for ``auto``."""
-    lengths = [int(n) for n in target_train.case_lengths.tolist()]
     try:
-        return estimate_organ_share(source_train, source_mm, lengths, target_mm, min_organ_pixels(plans.size))
+        return _estimate_organ_share(plans, source_train, source_mm, target_train, target_mm)
     except ValueError as exc:
         if cfg.loss.real_prior == "target":
             raise LmisaError(f"loss.real_prior: target: {exc}") from exc
         if log:
             log.warning("loss.real_prior: auto: %s; the critic's real maps stay uniform", exc)
         return None
+
+
+def _target_beyond_source(share: OrganShare, log: logging.Logger | None) -> bool:
+    """``loss.critic_window_when: beyond_source``: whether fewer target slices than source slices are
+    estimated to hold an organ (no target label), so that the target scans reach beyond the source's organ
+    coverage and the critic's window applies."""
+    beyond = share.target < share.source
+    if log:
+        log.info("critic window (when beyond_source): %s; the target scans are estimated at %.0f %% organ slices, "
+                 "the source scans at %.0f %%", "on" if beyond else "off, the target does not reach beyond the source",
+                 100 * share.target, 100 * share.source)
+    return beyond
 
 
 __all__ = ["TrainingData", "prepare_training_data", "make_plans", "make_split", "online_mlngm", "network_input", "check_augment", "check_weight_average", "check_real_prior", "check_pseudo_labels", "check_training_inputs", "label_table_problems", "case_slice_mm", "Case"]

@@ -431,7 +431,7 @@ class Trainer:
         ``critic_window_every`` epochs (the windows are saved with the checkpoint, so a resumed run draws
         as an uninterrupted one does)."""
         margin, t = self.cfg.loss.critic_window, self.cfg.train
-        if margin <= 0 or self.critic is None or self.target_sampler is None:
+        if margin <= 0 or self.data.critic_window_off or self.critic is None or self.target_sampler is None:
             return
         total = max(1, t.epochs * t.steps_per_epoch)
         first = next((e for e in range(t.epochs)  # the first epoch whose last step is past the warm-up
