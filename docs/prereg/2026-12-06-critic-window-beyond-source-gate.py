@@ -23,6 +23,9 @@ rows = []
 for direction, (source, target) in DATA.items():
     for seed in args.seeds:
         cfg = resolve_config(args.bench / "bench_config.yaml", "lmisa", overrides={"train": {"seed": seed}})
+        if not (cfg.uses_critic and cfg.loss.critic_window > 0 and cfg.loss.critic_window_when == "beyond_source"):
+            raise SystemExit(f"{args.bench}: its bench_config.yaml does not set the gated window (critic_window > 0, "
+                             "critic_window_when: beyond_source)")
         data = prepare_training_data(cfg, args.bench / "data" / source, args.bench / "data" / target, progress=False)
         rows.append({"direction": direction, "seed": seed, "window_on": not data.critic_window_off})
         print(f"{direction} seed {seed}: window {'on' if rows[-1]['window_on'] else 'off'}")
