@@ -455,6 +455,21 @@ def test_critic_window_draws_the_target_batch_around_the_predicted_organs(domain
     assert torch.equal(trainer.target_sampler.allowed.cpu(), allowed.cpu())
 
 
+def test_a_window_gated_off_trains_exactly_as_no_window(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    monkeypatch.setattr("lmisa.training.data.estimate_organ_share", lambda *args: OrganShare(0.9, 0.5, 100.0))
+    train_cfg = {**TINY["train"], "epochs": 2, "steps_per_epoch": 2}
+    gated = {"critic_window": 1.1, "critic_window_when": "beyond_source", "adv_warmup": 0.0, "adv_ramp": 0.0}
+    runs = [train(src, tgt, out=tmp_path / name, progress=False,
+                  overrides={"data": TINY["data"], "train": train_cfg, "loss": loss})
+            for name, loss in (("plain", {k: gated[k] for k in ("adv_warmup", "adv_ramp")}), ("gated", gated))]
+    a, b = (load_checkpoint(run / "checkpoints" / "latest.pt") for run in runs)
+    for key in ("net", "critic", "ema"):
+        for name, tensor in a[key].items():
+            torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
+    assert "critic_window" not in b and "off, the target does not reach beyond" in (runs[1] / "train.log").read_text()
+
+
 @pytest.mark.parametrize("value, dims, variant, message", [
     (0.5, 2, "lmisa", "critic_window must be 0"), (float("nan"), 2, "lmisa", "critic_window must be 0"),
     (1.1, 3, "lmisa", "critic_window is 2D only"), (1.1, 2, "adaoutput", "peer variant adaoutput has no LMISA"),
