@@ -243,7 +243,8 @@ def prepare_training_data(
                 raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
             region = max(spans)
             if cfg.loss.critic_window_when == "beyond_source":
-                estimate = share or _estimate_organ_share(plans, source_train, source_mm, target_train, target_mm)
+                estimate = share if share is not None else _estimate_organ_share(
+                    plans, source_train, source_mm, target_train, target_mm)
                 window_off = not _target_beyond_source(estimate, log)
     return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm,
                         critic_window_off=window_off, pseudo_labels_tag=tag)
