@@ -2,8 +2,8 @@
 # docs/prereg/2026-12-06-self-training-held-out.md, one direction in one session (note of 2026-12-06, second):
 #   bash docs/prereg/2026-12-06-self-training-held-out-run-direction.sh MR2CT   # or CT2MR
 # The same commands as docs/prereg/2026-12-06-self-training-held-out-run.sh, steps 1-4, for one direction; then the
-# target test of its four runs (reported after the decision only). What a later session needs (the label-free JSONs
-# and the target results) is copied, unread, to docs/prereg/records/2026-12-06-self-training-held-out/ to be
+# target test of its four runs (reported after the decision only), then the measures on the fit cases (reported
+# only; last, as the longest). What a later session needs (the label-free JSONs and the target results) is copied, unread, to docs/prereg/records/2026-12-06-self-training-held-out/ to be
 # committed, since this machine no longer keeps bench_out/ from one session to the next. Resumable within a session.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
@@ -51,7 +51,6 @@ measure() {  # measure NAME [--held-out]
   cp $OUT/$name.json $RECORDS/
 }
 measure label_free_held_$SLUG --held-out
-measure label_free_fit_$SLUG
 
 say "5. target test (read after the decision only)"
 python benchmarks/abdomen.py --phase evaluate --out $OUT/base --config $BASE_YAML "${COMMON[@]}" --seeds 0 1 \
@@ -63,4 +62,5 @@ for S in 0 1; do
     > $OUT/logs/eval_self_${SLUG}_seed$S.log 2>&1 || { say "STOPPED: evaluate self seed $S"; exit 1; }
   cp $OUT/self_${SLUG}_seed$S/results.json $RECORDS/target_self_seed$S.json
 done
+measure label_free_fit_$SLUG  # reported only: last, as the longest of the three
 say "ALL STEPS DONE for $SLUG"
