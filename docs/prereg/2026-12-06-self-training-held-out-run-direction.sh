@@ -4,7 +4,8 @@
 # The same commands as docs/prereg/2026-12-06-self-training-held-out-run.sh, steps 1-4, for one direction; then the
 # target test of its four runs (reported after the decision only), then the measures on the fit cases (reported
 # only; last, as the longest). What a later session needs (the label-free JSONs and the target results) is copied,
-# unread, to docs/prereg/records/2026-12-06-self-training-held-out/ to be committed, since this machine no longer keeps bench_out/ from one session to the next. Resumable within a session.
+# unread, to docs/prereg/records/2026-12-06-self-training-held-out/ to be committed, since this
+# machine no longer keeps bench_out/ from one session to the next. Resumable within a session.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 [ -f .venv/bin/activate ] && source .venv/bin/activate
