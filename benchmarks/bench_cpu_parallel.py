@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--amp", choices=("on", "off"), default="on",
-                    help="train.amp: bf16 autocast where the CPU computes it natively (AMX), else float32")
+                    help="train.amp: bf16 autocast where the CPU computes it natively (AMX, AVX512-BF16), else float32")
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sync", default="", help=argparse.SUPPRESS)

@@ -6,8 +6,8 @@ change.
 
 Predicts the first ``--cases`` images of ``IMAGES_DIR`` with the finished run ``RUN`` (its best checkpoint, the
 run's own post-processing) at each batch size in turn, ``--repeats`` rounds, on the CPU; with ``--amp both`` each
-also in float32 and under bf16 autocast (``train.amp``: on a CPU with AMX, ``lmisa.precision``). Prints the
-fastest round of each, its speed-up over the first (float32, first batch size), and how many voxels differ from
+also in float32 and under bf16 autocast (``train.amp``: on a CPU with AMX or AVX512-BF16, ``lmisa.precision``).
+Prints the fastest round of each, its speed-up over the first (float32, first batch size), and how many voxels differ from
 its labels. Why ``lmisa predict`` defaults to 8 slices per forward on a CPU (``lmisa.predict.CPU_SLICE_BATCH``).
 """
 

@@ -137,6 +137,13 @@ def _restore_locale():
     locale.setlocale(locale.LC_ALL, saved)
 
 
+def set_cpu_bf16(monkeypatch, amx: bool, avx512_bf16: bool = False) -> None:
+    """Make torch report this CPU's bf16 instructions (``lmisa.precision.cpu_computes_bf16`` reads both probes), so
+    that a test means the same on any machine."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+
+
 def train_cut_after_first_epoch(monkeypatch, source: Path, target: Path, out: Path, **train_kwargs) -> dict:
     """Train into ``out`` but stop (KeyboardInterrupt) right after epoch 1 is saved, as Ctrl-C would.
 

@@ -163,7 +163,8 @@ class TrainConfig:
     ema_decay: float | None = None
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # bf16 autocast on CUDA and on CPUs with AMX, which compute it natively (lmisa.precision); float32 elsewhere
+    # bf16 autocast on CUDA and on CPUs with AMX or (2D only) AVX512-BF16, which compute it natively
+    # (lmisa.precision); float32 elsewhere
     amp: bool = True
     val_batches: int = 8
     log_every: int = 10  # steps between progress-bar updates (each one is a host sync)

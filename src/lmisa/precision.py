@@ -1,8 +1,10 @@
 """Mixed precision (``train.amp``): bf16 autocast on the devices that compute bf16 natively.
 
-Why: CUDA GPUs and CPUs with AMX tiles (Intel Xeon 4th generation and later) run the U-Net's convolutions in bf16
-well over 1.5x faster than in float32 (docs/RESULTS.md 6); on other CPUs bf16 is emulated and slower, so they keep
-float32. The losses, MLNGM and the gradient penalty's norm stay float32 either way (``lmisa.losses``).
+Why: CUDA GPUs and CPUs with bf16 instructions run the U-Net's convolutions in bf16 well over 1.5x faster than in
+float32: AMX tiles (Intel Xeon 4th generation and later; 1.7x per training step, docs/RESULTS.md 2ac) and AVX512-BF16
+(AMD EPYC Zen 4, Intel Cooper Lake; 1.8-1.9x, docs/RESULTS.md 6; 2D networks only, see :func:`bf16_native`). On
+other CPUs bf16 is emulated and slower, so they keep float32. The losses, MLNGM and the gradient penalty's norm stay
+float32 either way (``lmisa.losses``).
 
 Example:
     >>> import torch
@@ -18,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["autocast", "bf16_native", "precision_name", "trained_in_bf16"]
+__all__ = ["autocast", "bf16_native", "cpu_bf16_instructions", "precision_name", "trained_in_bf16"]
 
 BF16, FLOAT32 = "bf16 autocast", "float32"  # the names a run's hardware.txt ends with, since bf16 on CPUs
 
@@ -28,22 +30,33 @@ def precision_name(bf16: bool) -> str:
     return BF16 if bf16 else FLOAT32
 
 
-def bf16_native(device: torch.device) -> bool:
-    """Whether bf16 autocast is worth it on ``device``: any CUDA device (as before; GPUs older than Ampere
-    emulate it), or a CPU with AMX tiles."""
+def bf16_native(device: torch.device, dims: int = 2) -> bool:
+    """Whether bf16 autocast is worth it on ``device`` for a ``dims``-D network: any CUDA device (as before; GPUs
+    older than Ampere emulate it); a CPU with AMX tiles; a CPU with AVX512-BF16 alone for 2D networks only. There,
+    3D training gave non-finite Conv3d weight gradients in 3 of 30 fresh generators at an 8 x 16 x 16 patch (2D: 0 of
+    52; docs/prereg/2026-12-06-cpu-bf16-avx512.md), so 3D keeps float32."""
     if device.type == "cuda":
         return True
-    if device.type == "cpu":
-        try:
-            return bool(torch.cpu._is_amx_tile_supported())
-        except AttributeError:  # an older torch without the probe: stay in float32
-            return False
-    return False
+    if device.type != "cpu":
+        return False
+    instructions = cpu_bf16_instructions()
+    return instructions == "amx" or (instructions == "avx512_bf16" and dims == 2)
 
 
-def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager:
-    """bf16 autocast on ``device`` when ``enabled`` and the device computes bf16 natively; else nothing."""
-    if enabled and bf16_native(device):
+def cpu_bf16_instructions() -> str | None:
+    """This CPU's bf16 instructions that oneDNN computes convolutions with, as the installed torch reports them:
+    ``"amx"`` (AMX tiles), ``"avx512_bf16"``, or None (also for a torch without the probes)."""
+    for name, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return name
+    return None
+
+
+def autocast(device: torch.device, enabled: bool = True, dims: int = 2) -> AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled`` and the device computes bf16 natively for a ``dims``-D network
+    (:func:`bf16_native`); else nothing."""
+    if enabled and bf16_native(device, dims):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 

@@ -364,7 +364,7 @@ def _segmenter(model: LoadedModel, device: torch.device) -> Callable[[torch.Tens
     from lmisa.training.data import network_input
 
     net = model.net.to(device).eval()
-    amp = autocast(device, model.bf16)
+    amp = autocast(device, model.bf16, model.config.train.dims)
 
     def segment(x: torch.Tensor) -> torch.Tensor:
         x = network_input(x, model.config)

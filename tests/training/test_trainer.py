@@ -18,7 +18,7 @@ from lmisa.errors import LmisaError
 from lmisa.losses import generator_adversarial_loss
 from lmisa.real_prior import OrganShare
 from lmisa.training import train
-from conftest import train_cut_after_first_epoch
+from conftest import set_cpu_bf16, train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.trainer import Trainer
 
@@ -96,16 +96,18 @@ def test_losses_go_down(domains, tmp_path: Path) -> None:
     assert float(rows[-1]["loss_recon"]) < float(rows[0]["loss_recon"])
 
 
-@pytest.mark.parametrize("amx, amp", [(True, True), (True, False), (False, True)])
-def test_lmisa_trains_in_bf16_on_a_cpu_with_amx_unless_told_not_to(domains, tmp_path: Path, monkeypatch, seen,
-                                                                    amx: bool, amp: bool) -> None:
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+@pytest.mark.parametrize("amx, avx512_bf16, amp", [(True, False, True), (False, True, True), (True, True, False),
+                                                   (False, False, True)])
+def test_lmisa_trains_in_bf16_on_a_cpu_with_bf16_instructions_unless_told_not_to(
+        domains, tmp_path: Path, monkeypatch, seen, amx: bool, avx512_bf16: bool, amp: bool) -> None:
+    set_cpu_bf16(monkeypatch, amx=amx, avx512_bf16=avx512_bf16)
+    native = amx or avx512_bf16
     src, tgt = domains
     loss = {"adv_warmup": 0.0, "adv_ramp": 0.0}  # the critic and its gradient penalty at full weight from step 1
     run = train(src, tgt, out=tmp_path / "run", progress=False, variant="lmisa",
                 overrides={"data": TINY["data"], "train": dict(TINY["train"], amp=amp), "loss": loss})
-    assert seen["trainer"].use_amp is (amx and amp)
-    precision = "bf16 autocast" if amx and amp else "float32"
+    assert seen["trainer"].use_amp is (native and amp)
+    precision = "bf16 autocast" if native and amp else "float32"
     assert (run / "hardware.txt").read_text().strip().endswith(precision)
     assert f"on cpu ({precision})" in (run / "train.log").read_text()
     rows = list(csv.DictReader((run / "log.csv").open()))
@@ -117,7 +119,7 @@ def test_a_run_resumes_in_the_precision_it_started_in(domains, tmp_path: Path, m
     """Started in float32 (no AMX, or a checkpoint from before the precision was recorded): a resume on a CPU
     with AMX stays float32, and says so."""
     src, tgt = domains
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    set_cpu_bf16(monkeypatch, amx=False)
     train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=TINY)
     latest = tmp_path / "cut" / "checkpoints" / "latest.pt"
     state = load_checkpoint(latest)
@@ -125,7 +127,7 @@ def test_a_run_resumes_in_the_precision_it_started_in(domains, tmp_path: Path, m
     if not record:
         del state["bf16"]
         save_checkpoint(state, latest)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    set_cpu_bf16(monkeypatch, amx=True)
     run = train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
     assert seen["trainer"].use_amp is False
     assert "resuming in float32, the precision the run started in" in (run / "train.log").read_text()
@@ -176,7 +178,9 @@ def test_supervised_reads_target_labels_and_says_so(domains, tmp_path: Path) -> 
     assert "reads the TARGET labels" in (run / "train.log").read_text()
 
 
-def test_3d_patches_train(domains, tmp_path: Path) -> None:
+def test_3d_patches_train(domains, tmp_path: Path, monkeypatch, seen) -> None:
+    """On a CPU with AVX512-BF16 alone, 3D trains in float32 (lmisa.precision.bf16_native)."""
+    set_cpu_bf16(monkeypatch, amx=False, avx512_bf16=True)
     src, tgt = domains
     cfg = {
         "data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
@@ -188,6 +192,7 @@ def test_3d_patches_train(domains, tmp_path: Path) -> None:
     assert state["net"]["stem.weight"].ndim == 5  # 3D convolutions
     assert 0.0 < state["real_fraction"] <= 1.0
     assert '"dims": 3' in (run / "plans.json").read_text()
+    assert seen["trainer"].use_amp is False
 
 
 def test_3d_patch_must_fit_the_network(domains, tmp_path: Path) -> None:

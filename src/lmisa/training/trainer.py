@@ -105,7 +105,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val = float("inf")
         self.real_fraction: float | None = None  # real_prior "target"/"auto" or critic_maps "organs" when applied; saved
-        self.use_amp = cfg.train.amp and bf16_native(self.device)
+        self.use_amp = cfg.train.amp and bf16_native(self.device, cfg.train.dims)
         self.num_classes = data.plans.num_classes
         self.in_channels = 2 * cfg.data.context_slices + 1
 
@@ -239,7 +239,7 @@ class Trainer:
 
     def autocast(self) -> AbstractContextManager:
         """bf16 autocast where the device computes it natively and ``train.amp`` (lmisa.precision)."""
-        return autocast(self.device, self.use_amp)
+        return autocast(self.device, self.use_amp, self.cfg.train.dims)
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         """Network input from cached slices: MLNGM per channel when the cache holds intensities, z-scored
@@ -636,7 +636,7 @@ class Trainer:
         """A resumed run goes on in the precision it started in (:func:`lmisa.precision.trained_in_bf16`), as far
         as this device computes bf16 natively."""
         started_bf16 = trained_in_bf16(state, self.cfg.train.amp)
-        resumed = started_bf16 and bf16_native(self.device)
+        resumed = started_bf16 and bf16_native(self.device, self.cfg.train.dims)
         if resumed != self.use_amp:
             self.log.info("resuming in %s, the precision the run started in%s", "bf16" if resumed else "float32",
                           "" if resumed == started_bf16 else " being bf16, which this device does not compute natively")
