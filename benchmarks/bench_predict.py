@@ -6,9 +6,10 @@ change.
 
 Predicts the first ``--cases`` images of ``IMAGES_DIR`` with the finished run ``RUN`` (its best checkpoint, the
 run's own post-processing) at each batch size in turn, ``--repeats`` rounds, on the CPU; with ``--amp both`` each
-also in float32 and under bf16 autocast (``train.amp``: on a CPU with AMX or AVX512-BF16, ``lmisa.precision``).
-Prints the fastest round of each, its speed-up over the first (float32, first batch size), and how many voxels differ from
-its labels. Why ``lmisa predict`` defaults to 8 slices per forward on a CPU (``lmisa.predict.CPU_SLICE_BATCH``).
+also in float32 and under bf16 autocast (``train.amp``: on a CPU with AMX or AVX512-BF16,
+``lmisa.precision``). Prints the fastest round of each, its speed-up over the first (float32, first batch size),
+and how many voxels differ from its labels. Why ``lmisa predict`` defaults to 8 slices per forward on a CPU
+(``lmisa.predict.CPU_SLICE_BATCH``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds[b, amp].append(time.perf_counter() - start)
     first = settings[0]
     voxels = sum(x.size for x in labels[first])
-    native = bf16_native(torch.device("cpu"))
+    native = bf16_native(torch.device("cpu"), model.config.train.dims)
     print(f"{len(images)} cases ({', '.join(p.name for p in paths)}), {voxels:,} voxels, {args.threads} torch threads, "
           f"bf16 native on this CPU: {native}")
     for b, amp in settings:

@@ -138,7 +138,7 @@ def _restore_locale():
 
 
 def set_cpu_bf16(monkeypatch, amx: bool, avx512_bf16: bool = False) -> None:
-    """Make torch report this CPU's bf16 instructions (``lmisa.precision.cpu_computes_bf16`` reads both probes), so
+    """Make torch report this CPU's bf16 instructions (``lmisa.precision.cpu_bf16_instructions`` reads both probes), so
     that a test means the same on any machine."""
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)

@@ -134,6 +134,26 @@ def test_a_run_resumes_in_the_precision_it_started_in(domains, tmp_path: Path, m
     assert (run / "hardware.txt").read_text().strip().endswith("float32")
 
 
+def test_a_3d_run_started_in_bf16_resumes_in_float32_on_avx512_bf16_alone(domains, tmp_path: Path, monkeypatch,
+                                                                          seen) -> None:
+    """A 3D run that trained in bf16 elsewhere (its checkpoint says so) goes on in float32 on a CPU with AVX512-BF16
+    alone, and the log says why. The run here trains in float32; only its checkpoint's record is set to bf16."""
+    src, tgt = domains
+    set_cpu_bf16(monkeypatch, amx=False, avx512_bf16=True)
+    cfg = {"data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
+           "train": {"batch_size": 2, "val_batches": 1, "epochs": 2, "steps_per_epoch": 1},
+           "loss": {"real_prior": "target"}}
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", dims=3, overrides=cfg)
+    latest = tmp_path / "cut" / "checkpoints" / "latest.pt"
+    state = load_checkpoint(latest)
+    state["bf16"] = True
+    save_checkpoint(state, latest)
+    train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+    assert seen["trainer"].use_amp is False
+    assert ("resuming in float32, the precision the run started in being bf16, which this device does not compute "
+            "natively for a 3D network") in (tmp_path / "cut" / "train.log").read_text()
+
+
 def test_resume_equals_straight_run(domains, tmp_path: Path, monkeypatch) -> None:
     src, tgt = domains
     straight = train(src, tgt, out=tmp_path / "straight", overrides=TINY, progress=False)

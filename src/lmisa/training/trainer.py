@@ -637,9 +637,11 @@ class Trainer:
         as this device computes bf16 natively."""
         started_bf16 = trained_in_bf16(state, self.cfg.train.amp)
         resumed = started_bf16 and bf16_native(self.device, self.cfg.train.dims)
-        if resumed != self.use_amp:
+        if resumed != self.use_amp or resumed != started_bf16:
+            dims = self.cfg.train.dims
             self.log.info("resuming in %s, the precision the run started in%s", "bf16" if resumed else "float32",
-                          "" if resumed == started_bf16 else " being bf16, which this device does not compute natively")
+                          "" if resumed == started_bf16
+                          else f" being bf16, which this device does not compute natively for a {dims}D network")
             self.use_amp = resumed
 
     def load(self, path: Path) -> None:
