@@ -27,6 +27,10 @@ TINY = {
     "data": {"size": [32, 32], "spacing": [1.5, 1.5]},
     "train": {"batch_size": 4, "val_batches": 1, "epochs": 3, "steps_per_epoch": 3, "log_every": 1},
 }
+TINY_3D = {  # 3D patches of the domains below; "train" is set by each test
+    "data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
+    "loss": {"real_prior": "target"},  # patches are centred on slices: the prior applies to them too
+}
 
 
 @pytest.fixture
@@ -140,9 +144,7 @@ def test_a_3d_run_started_in_bf16_resumes_in_float32_on_avx512_bf16_alone(domain
     alone, and the log says why. The run here trains in float32; only its checkpoint's record is set to bf16."""
     src, tgt = domains
     set_cpu_bf16(monkeypatch, amx=False, avx512_bf16=True)
-    cfg = {"data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
-           "train": {"batch_size": 2, "val_batches": 1, "epochs": 2, "steps_per_epoch": 1},
-           "loss": {"real_prior": "target"}}
+    cfg = {**TINY_3D, "train": {"batch_size": 2, "val_batches": 1, "epochs": 2, "steps_per_epoch": 1}}
     train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", dims=3, overrides=cfg)
     latest = tmp_path / "cut" / "checkpoints" / "latest.pt"
     state = load_checkpoint(latest)
@@ -202,11 +204,7 @@ def test_3d_patches_train(domains, tmp_path: Path, monkeypatch, seen) -> None:
     """On a CPU with AVX512-BF16 alone, 3D trains in float32 (lmisa.precision.bf16_native)."""
     set_cpu_bf16(monkeypatch, amx=False, avx512_bf16=True)
     src, tgt = domains
-    cfg = {
-        "data": {"size": [32, 32], "spacing": [1.5, 1.5], "patch": [8, 16, 16], "spacing_z": 3.0},
-        "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 2},
-        "loss": {"real_prior": "target"},  # patches are centred on slices: the prior applies to them too
-    }
+    cfg = {**TINY_3D, "train": {"batch_size": 2, "val_batches": 1, "epochs": 1, "steps_per_epoch": 2}}
     run = train(src, tgt, out=tmp_path / "run3d", dims=3, overrides=cfg, progress=False)
     state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert state["net"]["stem.weight"].ndim == 5  # 3D convolutions
