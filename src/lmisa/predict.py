@@ -136,8 +136,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
 
     ``run_dir`` may also be the path of a checkpoint file itself. ``device``: "auto" (CUDA when present, as
     ``lmisa predict``), "cpu", "cuda", ...
-    Raises LmisaError naming the folder (or file) when it is not a run, the checkpoint is missing or
-    unreadable, or the run is not a 2D run.
+    Raises LmisaError naming the folder (or file) when it is not a run, or the checkpoint is missing or
+    unreadable.
     """
     from lmisa.training import run as runfiles
     from lmisa.training.checkpoint import load_checkpoint

@@ -76,6 +76,11 @@ def test_print_config_shows_the_resolved_config_without_data(tmp_path: Path) -> 
     assert printed.exit_code == 0, printed.output
     cfg = Config.from_dict(yaml.safe_load(printed.output))
     assert cfg.variant == "source_only" and cfg.train.epochs == 7
+    paper = Path(__file__).parents[2] / "configs" / "paper.yaml"  # a config's own variant holds without --variant
+    from_file = runner.invoke(app, ["train", "--print-config", "--config", str(paper)])
+    assert Config.from_dict(yaml.safe_load(from_file.output)).variant == "lmisa_paper", from_file.output
+    overridden = runner.invoke(app, ["train", "--print-config", "--config", str(paper), "--variant", "source_only"])
+    assert Config.from_dict(yaml.safe_load(overridden.output)).variant == "source_only", overridden.output
     missing = runner.invoke(app, ["train", "--target", str(tmp_path)])
     assert missing.exit_code == 1 and "--source is required" in missing.output
 

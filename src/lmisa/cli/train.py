@@ -20,7 +20,9 @@ def train(
     target: Optional[Path] = typer.Option(None, "--target", "-t", help="Unlabelled target data set (its labels are never read, except by --variant supervised)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; unset keys keep the defaults."),
     dims: Optional[int] = typer.Option(None, "--dims", help="2 (slices) or 3 (patches)."),
-    variant: str = typer.Option("lmisa", "--variant", help=f"One of: {', '.join(VARIANTS)}."),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", show_default=False,
+        help=f"One of: {', '.join(VARIANTS)}. Default: the --config file's variant, else lmisa."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<source>-to-<target>-<variant>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
@@ -84,7 +86,7 @@ def train(
     console.print(f"[green]done[/]: run folder {run_dir}")
 
 
-def _dry_run(source: Path, target: Optional[Path], out: Optional[Path], config: Optional[Path], variant: str,
+def _dry_run(source: Path, target: Optional[Path], out: Optional[Path], config: Optional[Path], variant: Optional[str],
              dims: Optional[int], device: Optional[str], overrides: Optional[dict], resume: bool) -> None:
     """``--dry-run``: a new run's checks (lmisa.training.check_run), then one line on what would train."""
     from lmisa.datasets import Domain
