@@ -237,7 +237,15 @@ def test_predicted_values_the_reference_lacks_count_as_background_and_are_named(
     pred = copy_predictions(dataset, tmp_path / "pred")
     edit(pred / "case_001.nii.gz", lambda a: np.where(a == 2, 7, a).astype(a.dtype))
     s = evaluate_folders(pred, dataset, out_dir=tmp_path / "out", progress=False)
-    assert s.undeclared_predicted == [7]
+    assert s.undeclared_predicted == [7] and s.undeclared_by_case == {"case_001": [7]}
     assert s.per_structure["b"]["dice"]["mean"] < 100
     perfect = evaluate_folders(copy_predictions(dataset, tmp_path / "p2"), dataset, out_dir=tmp_path / "o2", progress=False)
-    assert perfect.undeclared_predicted == []
+    assert perfect.undeclared_predicted == [] and perfect.undeclared_by_case == {}
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_scoring(dataset, tmp_path):
+    pred = copy_predictions(dataset, tmp_path / "pred")
+    (tmp_path / "out.json").write_text("mine")
+    with pytest.raises(LmisaError, match=r"out\.json: is a file"):
+        evaluate_folders(pred, dataset, out_dir=tmp_path / "out.json", progress=False)
+    assert (tmp_path / "out.json").read_text() == "mine"

@@ -102,6 +102,22 @@ def test_cli_prints_the_table_and_never_overwrites(folders, tmp_path: Path) -> N
     assert json.loads(out.read_text())["implausible"] == ["spleen"]
     again = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref), "--out", str(out)])
     assert again.exit_code != 0 and "exists" in again.output
+    folder = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref), "--out", str(tmp_path),
+                                      "--overwrite"])
+    assert folder.exit_code == 1 and "is a folder" in folder.output and "Traceback" not in folder.output
+
+
+def test_predicted_values_no_organ_has_are_named_not_counted(folders) -> None:
+    pred, ref = folders
+    path = pred / "p1.nii.gz"
+    img = nib.load(str(path))
+    a = np.asarray(img.dataobj).copy()
+    a[a == 2] = 9  # a value the reference does not declare
+    nib.save(nib.Nifti1Image(a, img.affine), str(path))
+    check = compare_volumes(pred, ref)
+    assert check.undeclared == {"p1": [9]} and check.to_dict()["undeclared"] == {"p1": [9]}
+    printed = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref)], env={"COLUMNS": "200"})
+    assert printed.exit_code == 0 and "p1: [9]" in printed.output
 
 
 @pytest.mark.parametrize("bad, message", [(0.4, "non-integer"), (math.nan, "NaN")])

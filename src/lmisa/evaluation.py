@@ -224,7 +224,7 @@ def _evaluate_one(
     """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored, error counts).
     ``strict``: ``labels`` are the reference data set's own, so any other value in a reference is an error.
     (A prediction may hold more labels than the reference, from a model trained on more: those count as
-    background, and ``Summary.undeclared_predicted`` names them.)"""
+    background, and ``Summary.undeclared_predicted`` and ``Summary.undeclared_by_case`` name them.)"""
     pred_img, ref_img = read_label(pred_path), read_label(ref_path)
     if strict and labels is not None:
         check_declared_values(ref_path, label_values(ref_img.array), labels)
@@ -274,6 +274,7 @@ class Summary:
     unmatched_predictions: list[str] = field(default_factory=list)
     errors: ErrorCounts | None = None
     out_dir: Path | None = None
+    undeclared_by_case: dict[str, list[int]] = field(default_factory=dict)  # case -> its values undeclared_predicted
 
     @property
     def undeclared_predicted(self) -> list[int]:
@@ -519,6 +520,8 @@ def evaluate_folders(
         )
 
     out = Path(out_dir) if out_dir is not None else Path(pred_dir)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"{out}: is a file; the results go into a folder (CSV, JSON and Markdown)")
     out_paths = [out / name for name in OUTPUT_FILES]
     if not overwrite:
         for p in out_paths:
@@ -528,6 +531,7 @@ def evaluate_folders(
     jobs = [(c, str(preds[c]), str(refs[c]), fixed_labels, protocol, strict) for c in cases]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     errors = ErrorCounts()
+    predicted_values: dict[str, set[int]] = {}
     n_workers = max(1, min(int(workers), len(jobs)))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -551,6 +555,7 @@ def evaluate_folders(
             return
         results[case] = res
         errors += counts
+        predicted_values[case] = {p for _, p in counts.pairs}
 
     with bar:
         task = bar.add_task("evaluating", total=len(jobs))
@@ -592,6 +597,8 @@ def evaluate_folders(
         unmatched_predictions=unmatched,
         errors=errors,
     )
+    declared = {0, *fixed_labels.values()}
+    summary.undeclared_by_case = {c: sorted(predicted_values[c] - declared) for c in cases if predicted_values[c] - declared}
     out.mkdir(parents=True, exist_ok=True)
     texts = (summary.to_csv(), json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n", summary.to_markdown())
     for path, text in zip(out_paths, texts):

@@ -49,6 +49,7 @@ Example::
 
 from __future__ import annotations
 
+import pickle
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -164,7 +165,9 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     device = resolve_device(device)
     try:
         state = load_checkpoint(path, map_location="cpu")
-    except Exception as exc:  # pickle/zip/torch errors of many kinds
+    except pickle.UnpicklingError:  # torch's text suggests weights_only=False, which is wrong advice for a damaged file
+        raise LmisaError(f"{path}: unreadable checkpoint (damaged, or not a file lmisa saved)") from None
+    except Exception as exc:  # zip/torch errors of many kinds
         raise LmisaError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if not isinstance(state, dict) or not {"net", "config", "plans"} <= set(state):
         raise LmisaError(f"{path}: not an lmisa checkpoint (needs net, config and plans)")

@@ -43,12 +43,20 @@ def label_volumes_ml(
     """Volume (mL) of every foreground label of one label map, from its voxel size. The map is read as
     ``lmisa evaluate`` reads it (``read_label``: NaN or non-integer values are refused); ``strict`` (a
     reference): so is any value ``labels`` does not declare."""
+    return _volumes_and_undeclared(path, labels, strict)[0]
+
+
+def _volumes_and_undeclared(
+    path: str | os.PathLike, labels: Mapping[str, int], strict: bool
+) -> tuple[dict[str, float], list[int]]:
+    """:func:`label_volumes_ml`, and the non-zero values the map holds that ``labels`` does not declare."""
     lab = read_label(path)
     counts = np.bincount(lab.array.ravel(), minlength=256)
     if strict:
         check_declared_values(path, np.flatnonzero(counts), labels)
     voxel_ml = float(np.prod(lab.spacing)) / 1000.0
-    return {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}
+    undeclared = sorted(set(np.flatnonzero(counts).tolist()) - {0, *labels.values()})
+    return {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}, undeclared
 
 
 @dataclass
@@ -59,6 +67,7 @@ class VolumeCheck:
     score: float = math.nan  # mean over organs of |log(ratio)|: 0 = the reference sizes
     n_predictions: int = 0
     n_references: int = 0
+    undeclared: dict[str, list[int]] = field(default_factory=dict)  # prediction -> values no organ has (ignored)
 
     @property
     def implausible(self) -> list[str]:
@@ -68,7 +77,7 @@ class VolumeCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"organs": self.organs, "score": self.score, "n_predictions": self.n_predictions,
-                "n_references": self.n_references, "implausible": self.implausible}
+                "n_references": self.n_references, "implausible": self.implausible, "undeclared": self.undeclared}
 
 
 def compare_volumes(
@@ -89,9 +98,11 @@ def compare_volumes(
     elif isinstance(labels, (str, os.PathLike)):
         labels = load_labels(labels)
     organs = _normalise_labels(labels)
-    pred = [label_volumes_ml(p, organs) for p in preds.values()]
+    measured = {case: _volumes_and_undeclared(p, organs, strict=False) for case, p in preds.items()}
+    pred = [volumes for volumes, _ in measured.values()]
     ref = [label_volumes_ml(p, organs, strict=strict) for p in refs.values()]
-    check = VolumeCheck(n_predictions=len(pred), n_references=len(ref))
+    check = VolumeCheck(n_predictions=len(pred), n_references=len(ref),
+                        undeclared={case: values for case, (_, values) in measured.items() if values})
     logs = []
     for name in organs:
         p, r = statistics.median(v[name] for v in pred), statistics.median(v[name] for v in ref)

@@ -23,18 +23,28 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
 
+USER_OS_ERRORS = (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
 def user_errors(func: F) -> F:
-    """Turn LmisaError / FileExistsError / FileNotFoundError into one red line and exit code 1."""
+    """Turn LmisaError and the file errors a user can cause (USER_OS_ERRORS) into one red line and exit code 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (LmisaError, FileExistsError, FileNotFoundError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except (LmisaError, *USER_OS_ERRORS) as exc:
+            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line(exc: Exception) -> str:
+    """An OS error as "PATH: reason" (the destination, for a rename) rather than "[Errno N] reason: 'PATH'"."""
+    if isinstance(exc, OSError) and exc.strerror and (exc.filename2 or exc.filename):
+        return f"{exc.filename2 or exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _print_version(value: bool) -> None:

@@ -69,9 +69,10 @@ def evaluate(
                 "their distances are undefined and left out of the distance means",
                 highlight=False,
             )
-    if summary.undeclared_predicted:
+    if summary.undeclared_by_case:
+        named = "; ".join(f"{c}: {v}" for c, v in summary.undeclared_by_case.items())
         console.print(f"[yellow]predicted label values {summary.undeclared_predicted} are not among the reference's "
-                      "labels:[/] scored as background", highlight=False)
+                      f"labels:[/] scored as background ({pred}: {named})", highlight=False, soft_wrap=True)
     if summary.missing_predictions:
         console.print(f"[yellow]missing predictions (not evaluated):[/] {', '.join(summary.missing_predictions)}", highlight=False)
     if summary.unmatched_predictions:

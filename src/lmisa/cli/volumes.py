@@ -26,6 +26,8 @@ def volumes(
 ) -> None:
     """Median organ volumes (mL) of the predictions against the references: an adapted model that erases
     (ratio << 1) or spills (>> 1) organs on an unlabelled target shows here."""
+    if out is not None and out.is_dir():
+        raise LmisaError(f"{out}: is a folder; --out takes a JSON file name")
     if out is not None and out.exists() and not overwrite:
         raise LmisaError(f"{out}: exists; pass --overwrite to replace it")
     check = compare_volumes(pred, ref, labels)
@@ -40,6 +42,10 @@ def volumes(
     if bad:
         lo, hi = PLAUSIBLE_RATIO
         console.print(f"[yellow]outside {lo}-{hi} x the reference size:[/] {', '.join(sorted(bad))}", highlight=False)
+    if check.undeclared:
+        named = "; ".join(f"{c}: {v}" for c, v in check.undeclared.items())
+        console.print(f"[yellow]predicted label values no organ has, not counted:[/] {pred}: {named}", highlight=False,
+                      soft_wrap=True)
     if out is not None:
         write_text_atomic(out, json.dumps(check.to_dict(), indent=2) + "\n")
         console.print(f"wrote {out}", highlight=False)
