@@ -131,6 +131,16 @@ def test_nan_and_inf_in_image(nnunet_factory) -> None:
     _one(problems, f, "1 NaN", "1 Inf")
 
 
+def test_values_too_large_for_float32_are_named(nnunet_factory) -> None:
+    """Finite, but squared in MLNGM they overflow float32: refused before a cache full of NaN is written."""
+    root = nnunet_factory(n_cases=2)
+    f = root / "imagesTr" / "case_001_0000.nii.gz"
+    img = read_image(f)
+    img.array[1, 2, 3] = 9e37
+    write_image(f, img, overwrite=True)
+    _one(check_domain(root), f, "image values reach 9e+37", "rescale")
+
+
 def test_4d_and_2d_images(nnunet_factory) -> None:
     root = nnunet_factory(n_cases=2)
     f4 = root / "imagesTr" / "case_000_0000.nii.gz"

@@ -30,6 +30,17 @@ def _blob_volume(shape, spacing_zyx):
     return MedicalImage(img, affine), MedicalImage(lab, affine)
 
 
+def test_images_it_cannot_compute_are_refused() -> None:
+    image, _ = _blob_volume((4, 20, 20), (4.0, 1.0, 1.0))
+    plans = Plans(spacing=(1.0, 1.0), size=(20, 20), labels=LABELS)
+    image.array[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        prepare_image(image, plans)
+    image.array[1, 2, 3] = 9e37  # finite, but squared in MLNGM it overflows float32
+    with pytest.raises(ValueError, match="image values reach 9e\\+37.*rescale the image"):
+        prepare_image(image, plans)
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_label_round_trip_through_the_frame(dims: int) -> None:
     image, label = _blob_volume((6, 30, 36), (4.0, 1.2, 1.5))

@@ -31,7 +31,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from lmisa.errors import LmisaError
-from lmisa.io import NIFTI_SUFFIXES, ImageReadError, is_nifti, read_image, strip_nifti_suffix, write_text_atomic
+from lmisa.io import (
+    NIFTI_SUFFIXES, ImageReadError, is_nifti, read_image, strip_nifti_suffix, too_large_for_float32, write_text_atomic
+)
 
 DEFAULT_FILE_ENDING = ".nii.gz"
 CHANNEL = "0000"  # the only channel lmisa reads
@@ -352,6 +354,8 @@ def _check_case(image: Path, label: Path | None, declared: tuple[int, ...] | Non
             n_inf = int(np.isinf(img.array).sum())
             if n_nan or n_inf:
                 problems.append(Problem(image, f"image contains {n_nan} NaN and {n_inf} Inf voxel(s)"))
+        elif (too_large := too_large_for_float32(img.array)) is not None:
+            problems.append(Problem(image, too_large))
     if label is None:
         return problems
     lab = _read_volume(label, "label map", problems)

@@ -115,6 +115,18 @@ def read_image(path: str | os.PathLike, dtype: np.dtype | type | None = np.float
     return MedicalImage(array=array, affine=np.asarray(img.affine, dtype=np.float64), header=img.header)
 
 
+MAX_ABS_INTENSITY = 1e30
+
+
+def too_large_for_float32(array: np.ndarray) -> str | None:
+    """Why an image's (finite) values are too large for lmisa, which computes in float32 (they overflow on the way,
+    in resampling or MLNGM), or None when they are not."""
+    peak = float(np.abs(array).max()) if array.size else 0.0
+    if peak <= MAX_ABS_INTENSITY:
+        return None
+    return f"image values reach {peak:.3g}, beyond the {MAX_ABS_INTENSITY:.0e} that float32 computing allows: rescale the image"
+
+
 def read_label(path: str | os.PathLike) -> MedicalImage:
     """Read a label map as uint8; non-integer values or values outside 0..255 raise ImageReadError."""
     img = read_image(path, dtype=None)
