@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lmisa.config import DEFAULT_EMA_DECAY, PAPER_LR, PEER_VARIANTS, VARIANTS, Config, apply_variant
 from lmisa.errors import LmisaError
@@ -103,3 +104,31 @@ def test_a_through_plane_spacing_must_be_positive(value: float) -> None:
     with pytest.raises(LmisaError, match=r"data.spacing_z .*must be > 0"):
         resolve_config(overrides={"data": {"spacing_z": value}})
     assert resolve_config(overrides={"data": {"spacing_z": 5.0}}).data.spacing_z == 5.0
+
+
+@pytest.mark.parametrize("variant, key, edited", [
+    ("lmisa_paper", ("train", "lr"), 5e-4), ("lmisa_paper", ("loss", "w_seg"), 20.0),
+    ("source_only", ("loss", "w_adv"), 0.5), ("sifa", ("augment", "remap_prob"), 0.3),
+])
+def test_an_edited_printed_config_comes_back_as_edited(tmp_path, variant: str, key: tuple[str, str], edited) -> None:
+    """``lmisa train --print-config --variant V`` saved, edited and passed back with --config (no --variant)."""
+    from lmisa.training import resolve_config
+
+    printed = resolve_config(variant=variant).to_dict()
+    printed[key[0]][key[1]] = edited
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(printed))
+    cfg = resolve_config(path)
+    assert cfg.variant == variant and getattr(getattr(cfg, key[0]), key[1]) == edited
+    assert resolve_config(path, variant=variant).to_dict() == cfg.to_dict()  # naming its own variant: the same
+
+
+def test_a_partial_config_takes_its_variants_switches_and_another_variant_is_set_over_it(tmp_path) -> None:
+    from lmisa.training import resolve_config
+
+    path = tmp_path / "partial.yaml"
+    path.write_text("variant: source_only\ntrain: {epochs: 3}\n")
+    cfg = resolve_config(path)
+    assert cfg.variant == "source_only" and cfg.loss.w_adv == 0 and cfg.loss.w_recon == 0 and cfg.train.epochs == 3
+    other = resolve_config(path, variant="lmisa_paper")
+    assert other.variant == "lmisa_paper" and other.loss.w_adv == 1.0 and other.train.epochs == 3

@@ -132,7 +132,7 @@ def test_nan_and_inf_in_image(nnunet_factory) -> None:
 
 
 def test_values_too_large_for_float32_are_named(nnunet_factory) -> None:
-    """Finite, but squared in MLNGM they overflow float32: refused before a cache full of NaN is written."""
+    """Finite, but float32 sums over them overflow: refused before a cache full of NaN is written."""
     root = nnunet_factory(n_cases=2)
     f = root / "imagesTr" / "case_001_0000.nii.gz"
     img = read_image(f)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lmisa.errors import LmisaError
-from lmisa.evaluation import OUTPUT_FILES, evaluate_folders, load_labels
+from lmisa.evaluation import OUTPUT_FILES, evaluate_folders, load_labels, undeclared_by_value
 from lmisa.io import MedicalImage, read_label, write_image
 from lmisa.metrics import evaluate_case
 
@@ -238,9 +238,17 @@ def test_predicted_values_the_reference_lacks_count_as_background_and_are_named(
     edit(pred / "case_001.nii.gz", lambda a: np.where(a == 2, 7, a).astype(a.dtype))
     s = evaluate_folders(pred, dataset, out_dir=tmp_path / "out", progress=False)
     assert s.undeclared_predicted == [7] and s.undeclared_by_case == {"case_001": [7]}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["undeclared_by_case"] == {"case_001": [7]}
     assert s.per_structure["b"]["dice"]["mean"] < 100
     perfect = evaluate_folders(copy_predictions(dataset, tmp_path / "p2"), dataset, out_dir=tmp_path / "o2", progress=False)
     assert perfect.undeclared_predicted == [] and perfect.undeclared_by_case == {}
+
+
+def test_undeclared_values_are_listed_by_value() -> None:
+    by_case = {f"case_{i:03d}": [7] for i in range(8)} | {"case_002": [7, 9]}
+    assert undeclared_by_value(by_case) == (
+        "7 in 8 case(s) (case_000, case_001, case_002, case_003, case_004, ... (8 in all)); 9 in 1 case(s) (case_002)"
+    )
 
 
 def test_an_output_path_that_is_a_file_is_refused_before_scoring(dataset, tmp_path):

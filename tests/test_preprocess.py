@@ -36,7 +36,7 @@ def test_images_it_cannot_compute_are_refused() -> None:
     image.array[1, 2, 3] = np.nan
     with pytest.raises(ValueError, match="NaN or Inf"):
         prepare_image(image, plans)
-    image.array[1, 2, 3] = 9e37  # finite, but squared in MLNGM it overflows float32
+    image.array[1, 2, 3] = 9e37  # finite, but float32 sums over it (resampling, MLNGM's local means) overflow
     with pytest.raises(ValueError, match="image values reach 9e\\+37.*rescale the image"):
         prepare_image(image, plans)
 

@@ -115,9 +115,9 @@ def test_predicted_values_no_organ_has_are_named_not_counted(folders) -> None:
     a[a == 2] = 9  # a value the reference does not declare
     nib.save(nib.Nifti1Image(a, img.affine), str(path))
     check = compare_volumes(pred, ref)
-    assert check.undeclared == {"p1": [9]} and check.to_dict()["undeclared"] == {"p1": [9]}
+    assert check.undeclared_by_case == {"p1": [9]} and check.to_dict()["undeclared_by_case"] == {"p1": [9]}
     printed = CliRunner().invoke(app, ["volumes", "--pred", str(pred), "--ref", str(ref)], env={"COLUMNS": "200"})
-    assert printed.exit_code == 0 and "p1: [9]" in printed.output
+    assert printed.exit_code == 0 and "9 in 1 case(s) (p1)" in printed.output
 
 
 @pytest.mark.parametrize("bad, message", [(0.4, "non-integer"), (math.nan, "NaN")])

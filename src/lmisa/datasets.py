@@ -32,7 +32,7 @@ import numpy as np
 
 from lmisa.errors import LmisaError
 from lmisa.io import (
-    NIFTI_SUFFIXES, ImageReadError, is_nifti, read_image, strip_nifti_suffix, too_large_for_float32, write_text_atomic
+    NIFTI_SUFFIXES, ImageReadError, float32_range_problem, is_nifti, read_image, strip_nifti_suffix, write_text_atomic
 )
 
 DEFAULT_FILE_ENDING = ".nii.gz"
@@ -348,13 +348,13 @@ def _check_case(image: Path, label: Path | None, declared: tuple[int, ...] | Non
     problems: list[Problem] = []
     img = _read_volume(image, "image", problems)
     if img is not None and np.issubdtype(img.array.dtype, np.floating):
-        total = img.array.sum(dtype=np.float64)
-        if not math.isfinite(total):
+        n_nan = n_inf = 0
+        if not math.isfinite(img.array.sum(dtype=np.float64)):
             n_nan = int(np.isnan(img.array).sum())
             n_inf = int(np.isinf(img.array).sum())
-            if n_nan or n_inf:
-                problems.append(Problem(image, f"image contains {n_nan} NaN and {n_inf} Inf voxel(s)"))
-        elif (too_large := too_large_for_float32(img.array)) is not None:
+        if n_nan or n_inf:
+            problems.append(Problem(image, f"image contains {n_nan} NaN and {n_inf} Inf voxel(s)"))
+        elif (too_large := float32_range_problem(img.array)) is not None:
             problems.append(Problem(image, too_large))
     if label is None:
         return problems

@@ -204,6 +204,16 @@ def _short_list(names: Iterable[str], limit: int = 10) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+def undeclared_by_value(by_case: Mapping[str, Iterable[int]]) -> str:
+    """``{case: [values]}`` as "7 in 198 case(s) (case_000, ...)", one part per value: the usual cause, a model
+    trained on more structures, puts the same values in every case."""
+    cases_of: dict[int, list[str]] = {}
+    for case, values in by_case.items():
+        for v in values:
+            cases_of.setdefault(int(v), []).append(case)
+    return "; ".join(f"{v} in {len(c)} case(s) ({_short_list(c, 5)})" for v, c in sorted(cases_of.items()))
+
+
 # --------------------------------------------------------------------------------------------- one case
 
 
@@ -224,7 +234,7 @@ def _evaluate_one(
     """Worker: read, check geometry, score. Returns (case, metrics by structure, shape scored, error counts).
     ``strict``: ``labels`` are the reference data set's own, so any other value in a reference is an error.
     (A prediction may hold more labels than the reference, from a model trained on more: those count as
-    background, and ``Summary.undeclared_predicted`` and ``Summary.undeclared_by_case`` name them.)"""
+    background, and ``Summary.undeclared_by_case`` names them.)"""
     pred_img, ref_img = read_label(pred_path), read_label(ref_path)
     if strict and labels is not None:
         check_declared_values(ref_path, label_values(ref_img.array), labels)
@@ -274,14 +284,13 @@ class Summary:
     unmatched_predictions: list[str] = field(default_factory=list)
     errors: ErrorCounts | None = None
     out_dir: Path | None = None
-    undeclared_by_case: dict[str, list[int]] = field(default_factory=dict)  # case -> its values undeclared_predicted
+    # case -> the values its prediction holds in the scored region that no scored structure has (as background)
+    undeclared_by_case: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def undeclared_predicted(self) -> list[int]:
-        """Values the predictions hold in the scored region that no scored structure has (scored as background)."""
-        if self.errors is None:
-            return []
-        return sorted({int(p) for _, p in self.errors.pairs} - {0} - set(self.labels.values()))
+        """The values of ``undeclared_by_case``, over all cases."""
+        return sorted({v for values in self.undeclared_by_case.values() for v in values})
 
     def errors_dict(self) -> dict[str, Any] | None:
         """Where the errors are, in voxels: the confusion matrix over background and the structures
@@ -349,6 +358,7 @@ class Summary:
             "missing_predictions": list(self.missing_predictions),
             "unmatched_predictions": list(self.unmatched_predictions),
             "errors": self.errors_dict(),
+            "undeclared_by_case": dict(self.undeclared_by_case),
         }
 
     def table_rows(self) -> list[list[str]]:
@@ -422,9 +432,11 @@ def summarize(
     missing_predictions: Iterable[str] = (),
     unmatched_predictions: Iterable[str] = (),
     errors: ErrorCounts | None = None,
+    undeclared_by_case: Mapping[str, list[int]] | None = None,
 ) -> Summary:
     """Build a Summary from ``{case: {structure: metrics}}`` (the output of ``evaluate_case`` per case)
-    and, optionally, the error counts of all cases (:func:`lmisa.confusion.error_counts`, summed)."""
+    and, optionally, the error counts of all cases (:func:`lmisa.confusion.error_counts`, summed) and the
+    predicted values no structure has, per case."""
     cases = list(results)
     rows: list[dict[str, Any]] = []
     per_structure: dict[str, dict[str, dict[str, float | int | None]]] = {}
@@ -465,6 +477,7 @@ def summarize(
         missing_predictions=list(missing_predictions),
         unmatched_predictions=list(unmatched_predictions),
         errors=errors,
+        undeclared_by_case=dict(undeclared_by_case or {}),
     )
 
 
@@ -490,8 +503,8 @@ def evaluate_folders(
     ``out_dir`` (default: ``pred_dir``); see the module docstring for every convention.
 
     Raises EvaluationError (an LmisaError) for unpairable inputs, missing predictions (unless
-    ``allow_missing``) or mismatched geometry, and FileExistsError before any work when an output
-    exists and ``overwrite`` is False.
+    ``allow_missing``), mismatched geometry or an ``out_dir`` that is a file, and FileExistsError before any
+    work when an output exists and ``overwrite`` is False.
     """
     if protocol not in PROTOCOLS:
         raise EvaluationError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -555,7 +568,7 @@ def evaluate_folders(
             return
         results[case] = res
         errors += counts
-        predicted_values[case] = {p for _, p in counts.pairs}
+        predicted_values[case] = {int(p) for _, p in counts.pairs}
 
     with bar:
         task = bar.add_task("evaluating", total=len(jobs))
@@ -589,6 +602,7 @@ def evaluate_folders(
             for name in fixed_labels:
                 res.setdefault(name, _absent_row())
 
+    declared = {0, *fixed_labels.values()}
     summary = summarize(
         {c: results[c] for c in cases},
         fixed_labels,
@@ -596,9 +610,8 @@ def evaluate_folders(
         missing_predictions=missing,
         unmatched_predictions=unmatched,
         errors=errors,
+        undeclared_by_case={c: sorted(predicted_values[c] - declared) for c in cases if predicted_values[c] - declared},
     )
-    declared = {0, *fixed_labels.values()}
-    summary.undeclared_by_case = {c: sorted(predicted_values[c] - declared) for c in cases if predicted_values[c] - declared}
     out.mkdir(parents=True, exist_ok=True)
     texts = (summary.to_csv(), json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n", summary.to_markdown())
     for path, text in zip(out_paths, texts):

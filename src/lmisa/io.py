@@ -115,16 +115,19 @@ def read_image(path: str | os.PathLike, dtype: np.dtype | type | None = np.float
     return MedicalImage(array=array, affine=np.asarray(img.affine, dtype=np.float64), header=img.header)
 
 
-MAX_ABS_INTENSITY = 1e30
+# far above any scanner's values (CT in HU, MR in arbitrary units, PET in Bq/mL: below 1e9), and low enough that a
+# float32 sum over any image (MLNGM's local means) cannot overflow
+MAX_ABS_INTENSITY = 1e20
 
 
-def too_large_for_float32(array: np.ndarray) -> str | None:
-    """Why an image's (finite) values are too large for lmisa, which computes in float32 (they overflow on the way,
-    in resampling or MLNGM), or None when they are not."""
-    peak = float(np.abs(array).max()) if array.size else 0.0
+def float32_range_problem(array: np.ndarray) -> str | None:
+    """Why an image's finite values are too large for lmisa's float32 computing (they overflow it, and the cache
+    fills with NaN), or None when they are not."""
+    peak = max(-float(array.min()), float(array.max())) if array.size else 0.0
     if peak <= MAX_ABS_INTENSITY:
         return None
-    return f"image values reach {peak:.3g}, beyond the {MAX_ABS_INTENSITY:.0e} that float32 computing allows: rescale the image"
+    return (f"image values reach {peak:.3g}, beyond {MAX_ABS_INTENSITY:.0e}, more than lmisa's float32 computing "
+            "handles: rescale the image")
 
 
 def read_label(path: str | os.PathLike) -> MedicalImage:
@@ -196,6 +199,8 @@ def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path
             break
         except FileExistsError:
             continue
+        except OSError as exc:  # a folder it may not write in, say: name what the user asked for, not the temporary
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     else:
         raise FileExistsError(f"{path.parent}: no free temporary file name")
     try:

@@ -49,7 +49,6 @@ Example::
 
 from __future__ import annotations
 
-import pickle
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -163,12 +162,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
             hint = f"; {runfiles.CKPT_DIR}/{other[0]}.pt exists (--checkpoint {other[0]})" if other else " (no epoch finished yet?)"
             raise LmisaError(f"{run_dir}: no {runfiles.CKPT_DIR}/{which}.pt{hint}")
     device = resolve_device(device)
-    try:
-        state = load_checkpoint(path, map_location="cpu")
-    except pickle.UnpicklingError:  # torch's text suggests weights_only=False, which is wrong advice for a damaged file
-        raise LmisaError(f"{path}: unreadable checkpoint (damaged, or not a file lmisa saved)") from None
-    except Exception as exc:  # zip/torch errors of many kinds
-        raise LmisaError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    state = load_checkpoint(path, map_location="cpu")
     if not isinstance(state, dict) or not {"net", "config", "plans"} <= set(state):
         raise LmisaError(f"{path}: not an lmisa checkpoint (needs net, config and plans)")
     config = Config.from_dict(state["config"], str(path), saved_run=True)

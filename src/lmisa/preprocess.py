@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from lmisa.errors import LmisaError
 from lmisa.io import (
-    MedicalImage, atomic_write, load_nifti_header, read_image, read_label, too_large_for_float32, write_text_atomic
+    MedicalImage, atomic_write, float32_range_problem, load_nifti_header, read_image, read_label, write_text_atomic
 )
 
 CACHE_VERSION = 1
@@ -220,7 +220,7 @@ def prepare_image(image: MedicalImage, plans: Plans, device: str | torch.device 
         array = array[None]
     if not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or Inf")
-    if (too_large := too_large_for_float32(array)) is not None:
+    if (too_large := float32_range_problem(array)) is not None:
         raise ValueError(too_large)
     shape = plans.target_shape(array.shape, image.spacing if image.array.ndim == 3 else (1.0, *image.spacing))
     resampled = _resample(array, shape, "linear").numpy()

@@ -67,7 +67,7 @@ class VolumeCheck:
     score: float = math.nan  # mean over organs of |log(ratio)|: 0 = the reference sizes
     n_predictions: int = 0
     n_references: int = 0
-    undeclared: dict[str, list[int]] = field(default_factory=dict)  # prediction -> values no organ has (ignored)
+    undeclared_by_case: dict[str, list[int]] = field(default_factory=dict)  # prediction -> values no organ has
 
     @property
     def implausible(self) -> list[str]:
@@ -77,7 +77,8 @@ class VolumeCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"organs": self.organs, "score": self.score, "n_predictions": self.n_predictions,
-                "n_references": self.n_references, "implausible": self.implausible, "undeclared": self.undeclared}
+                "n_references": self.n_references, "implausible": self.implausible,
+                "undeclared_by_case": self.undeclared_by_case}
 
 
 def compare_volumes(
@@ -102,7 +103,7 @@ def compare_volumes(
     pred = [volumes for volumes, _ in measured.values()]
     ref = [label_volumes_ml(p, organs, strict=strict) for p in refs.values()]
     check = VolumeCheck(n_predictions=len(pred), n_references=len(ref),
-                        undeclared={case: values for case, (_, values) in measured.items() if values})
+                        undeclared_by_case={case: values for case, (_, values) in measured.items() if values})
     logs = []
     for name in organs:
         p, r = statistics.median(v[name] for v in pred), statistics.median(v[name] for v in ref)

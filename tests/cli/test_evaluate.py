@@ -72,4 +72,4 @@ def test_evaluate_names_predicted_values_the_reference_lacks(nnunet_factory, tmp
     r = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ds), "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     assert "predicted label values [7] are not among the reference's labels" in r.output
-    assert "case_000: [7]" in r.output  # the case holding them
+    assert "7 in 1 case(s) (case_000)" in r.output  # the case holding them

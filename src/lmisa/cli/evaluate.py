@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lmisa.cli.app import app, console, user_errors
-from lmisa.evaluation import METRIC_TITLES, PROTOCOLS, Summary, evaluate_folders
+from lmisa.evaluation import METRIC_TITLES, PROTOCOLS, Summary, evaluate_folders, undeclared_by_value
 from lmisa.errors import LmisaError
 from lmisa.metrics import METRIC_NAMES
 
@@ -70,9 +70,9 @@ def evaluate(
                 highlight=False,
             )
     if summary.undeclared_by_case:
-        named = "; ".join(f"{c}: {v}" for c, v in summary.undeclared_by_case.items())
         console.print(f"[yellow]predicted label values {summary.undeclared_predicted} are not among the reference's "
-                      f"labels:[/] scored as background ({pred}: {named})", highlight=False, soft_wrap=True)
+                      f"labels:[/] scored as background ({pred}: {undeclared_by_value(summary.undeclared_by_case)})",
+                      highlight=False, soft_wrap=True)
     if summary.missing_predictions:
         console.print(f"[yellow]missing predictions (not evaluated):[/] {', '.join(summary.missing_predictions)}", highlight=False)
     if summary.unmatched_predictions:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lmisa.cli.app import app, console, user_errors
 from lmisa.errors import LmisaError
+from lmisa.evaluation import undeclared_by_value
 from lmisa.io import write_text_atomic
 from lmisa.volumes import PLAUSIBLE_RATIO, compare_volumes
 
@@ -42,10 +43,9 @@ def volumes(
     if bad:
         lo, hi = PLAUSIBLE_RATIO
         console.print(f"[yellow]outside {lo}-{hi} x the reference size:[/] {', '.join(sorted(bad))}", highlight=False)
-    if check.undeclared:
-        named = "; ".join(f"{c}: {v}" for c, v in check.undeclared.items())
-        console.print(f"[yellow]predicted label values no organ has, not counted:[/] {pred}: {named}", highlight=False,
-                      soft_wrap=True)
+    if check.undeclared_by_case:
+        console.print(f"[yellow]predicted label values no organ has, not counted:[/] {pred}: "
+                      f"{undeclared_by_value(check.undeclared_by_case)}", highlight=False, soft_wrap=True)
     if out is not None:
         write_text_atomic(out, json.dumps(check.to_dict(), indent=2) + "\n")
         console.print(f"wrote {out}", highlight=False)

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lmisa.config import Config, apply_variant
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
@@ -28,6 +30,17 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _config_file(path: Path, variant: str | None) -> Config:
+    """A YAML config under ``variant``. The variant the file names sets its switches as defaults that the file's
+    own keys override, so an edited ``--print-config`` comes back as edited; another variant's switches are set
+    over the file (``--config configs/paper.yaml --variant source_only``: no critic, whatever the file says)."""
+    cfg = Config.load(path)
+    if variant is not None and variant != cfg.variant:
+        return apply_variant(cfg, variant)
+    written = yaml.safe_load(path.read_text()) or {}  # checked by Config.load
+    return Config.from_dict(_merge(apply_variant(Config(), cfg.variant).to_dict(), written), str(path))
+
+
 def resolve_config(
     config: str | Path | Config | None = None,
     variant: str | None = None,
@@ -36,8 +49,11 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
 ) -> Config:
     """Config file (or object) + variant switches + explicit overrides, in that order."""
-    cfg = config if isinstance(config, Config) else (Config.load(config) if config else Config())
-    cfg = apply_variant(cfg, variant or cfg.variant)
+    if config is not None and not isinstance(config, Config):
+        cfg = _config_file(Path(config), variant)
+    else:
+        cfg = config if isinstance(config, Config) else Config()
+        cfg = apply_variant(cfg, variant or cfg.variant)
     if overrides:
         cfg = Config.from_dict(_merge(cfg.to_dict(), overrides), "overrides")
     if dims is not None:

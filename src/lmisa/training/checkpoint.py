@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lmisa.errors import LmisaError
 from lmisa.io import atomic_write
 
 
@@ -17,4 +19,14 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """``torch.load`` with ``weights_only=True``; a file it cannot read raises LmisaError naming it, in one line."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as exc:
+        # torch's text advises weights_only=False, wrong for a damaged file; keep only a type it would not load
+        why = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), None)
+        raise LmisaError(f"{path}: unreadable checkpoint ({why or 'damaged, or not a file lmisa saved'})") from None
+    except Exception as exc:  # zip/torch errors of many kinds
+        raise LmisaError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
