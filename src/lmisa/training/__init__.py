@@ -48,8 +48,9 @@ def resolve_config(
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """Config file (or object) + variant switches + explicit overrides, in that order."""
-    if config is not None and not isinstance(config, Config):
+    """Config file (or object) + variant switches + explicit overrides, in that order; a file's own variant
+    gives its switches under the file's keys (see ``_config_file``)."""
+    if config and not isinstance(config, Config):
         cfg = _config_file(Path(config), variant)
     else:
         cfg = config if isinstance(config, Config) else Config()
