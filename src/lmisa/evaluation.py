@@ -217,10 +217,15 @@ def undeclared_by_value(by_case: Mapping[str, Iterable[int]]) -> str:
 # --------------------------------------------------------------------------------------------- one case
 
 
+def undeclared_values(values: Iterable[int], labels: Mapping[str, int]) -> list[int]:
+    """The ``values`` other than background (0) and ``labels``' values, sorted."""
+    return sorted({int(v) for v in values} - {0} - set(labels.values()))
+
+
 def check_declared_values(path: str | os.PathLike, values: Iterable[int], labels: Mapping[str, int]) -> None:
     """Raise EvaluationError naming ``path`` if the ``values`` of a reference map (``datasets.label_values``)
     hold one other than background (0) and ``labels``': a map that contradicts its own data set's dataset.json."""
-    undeclared = sorted({int(v) for v in values} - {0} - set(labels.values()))
+    undeclared = undeclared_values(values, labels)
     if undeclared:
         raise EvaluationError(
             f"{path}: label values {undeclared} are not in its data set's labels "
@@ -568,7 +573,7 @@ def evaluate_folders(
             return
         results[case] = res
         errors += counts
-        predicted_values[case] = {int(p) for _, p in counts.pairs}
+        predicted_values[case] = {p for _, p in counts.pairs}
 
     with bar:
         task = bar.add_task("evaluating", total=len(jobs))
@@ -602,7 +607,6 @@ def evaluate_folders(
             for name in fixed_labels:
                 res.setdefault(name, _absent_row())
 
-    declared = {0, *fixed_labels.values()}
     summary = summarize(
         {c: results[c] for c in cases},
         fixed_labels,
@@ -610,7 +614,7 @@ def evaluate_folders(
         missing_predictions=missing,
         unmatched_predictions=unmatched,
         errors=errors,
-        undeclared_by_case={c: sorted(predicted_values[c] - declared) for c in cases if predicted_values[c] - declared},
+        undeclared_by_case={c: v for c in cases if (v := undeclared_values(predicted_values[c], fixed_labels))},
     )
     out.mkdir(parents=True, exist_ok=True)
     texts = (summary.to_csv(), json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n", summary.to_markdown())

@@ -29,6 +29,7 @@ from lmisa.evaluation import (
     find_predictions,
     find_references,
     load_labels,
+    undeclared_values,
 )
 from lmisa.extent import heaviest_window, presence_spans_mm, window_width
 from lmisa.io import read_label
@@ -52,11 +53,12 @@ def _volumes_and_undeclared(
     """:func:`label_volumes_ml`, and the non-zero values the map holds that ``labels`` does not declare."""
     lab = read_label(path)
     counts = np.bincount(lab.array.ravel(), minlength=256)
+    present = np.flatnonzero(counts)
     if strict:
-        check_declared_values(path, np.flatnonzero(counts), labels)
+        check_declared_values(path, present, labels)
     voxel_ml = float(np.prod(lab.spacing)) / 1000.0
-    undeclared = sorted(set(np.flatnonzero(counts).tolist()) - {0, *labels.values()})
-    return {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}, undeclared
+    volumes = {name: float(counts[value]) * voxel_ml for name, value in labels.items() if value > 0}
+    return volumes, undeclared_values(present, labels)
 
 
 @dataclass
