@@ -253,20 +253,30 @@ class Config:
 
     @classmethod
     def from_yaml_text(cls, text: str, where: str = "config", saved_run: bool = False) -> "Config":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise LmisaError(f"{where}: invalid YAML ({exc})".replace("\n", " ")) from None
-        if data is not None and not isinstance(data, dict):
-            raise LmisaError(f"{where}: expected a mapping at the top level")
-        return cls.from_dict(data or {}, where, saved_run)
+        return cls.from_dict(_yaml_mapping(text, where), where, saved_run)
 
     @classmethod
     def load(cls, path: str | Path, saved_run: bool = False) -> "Config":
-        path = Path(path)
-        if not path.exists():
-            raise LmisaError(f"{path}: config file not found")
-        return cls.from_yaml_text(path.read_text(), str(path), saved_run)
+        return cls.from_dict(read_config_mapping(path), str(path), saved_run)
+
+
+def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """The keys a YAML config text writes ({} for an empty one); invalid YAML or a non-mapping raise LmisaError."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LmisaError(f"{where}: invalid YAML ({exc})".replace("\n", " ")) from None
+    if data is not None and not isinstance(data, dict):
+        raise LmisaError(f"{where}: expected a mapping at the top level")
+    return data or {}
+
+
+def read_config_mapping(path: str | Path) -> dict[str, Any]:
+    """The keys a config file writes, as :meth:`Config.load` reads them (for merging them over other defaults)."""
+    path = Path(path)
+    if not path.exists():
+        raise LmisaError(f"{path}: config file not found")
+    return _yaml_mapping(path.read_text(), str(path))
 
 
 def _as_trained(cfg: Config, saved: dict[str, Any]) -> Config:

@@ -16,9 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lmisa.config import Config, apply_variant
+from lmisa.config import Config, apply_variant, read_config_mapping
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
 
@@ -34,10 +32,10 @@ def _config_file(path: Path, variant: str | None) -> Config:
     """A YAML config under ``variant``. The variant the file names sets its switches as defaults that the file's
     own keys override, so an edited ``--print-config`` comes back as edited; another variant's switches are set
     over the file (``--config configs/paper.yaml --variant source_only``: no critic, whatever the file says)."""
-    cfg = Config.load(path)
+    written = read_config_mapping(path)
+    cfg = Config.from_dict(written, str(path))
     if variant is not None and variant != cfg.variant:
         return apply_variant(cfg, variant)
-    written = yaml.safe_load(path.read_text()) or {}  # checked by Config.load
     return Config.from_dict(_merge(apply_variant(Config(), cfg.variant).to_dict(), written), str(path))
 
 
