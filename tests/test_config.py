@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmisa.config import DEFAULT_EMA_DECAY, PAPER_LR, PEER_VARIANTS, VARIANTS, Config, apply_variant
+from lmisa.config import (DEFAULT_CRITIC_WINDOW, DEFAULT_EMA_DECAY, PAPER_LR, PEER_VARIANTS, VARIANTS, WINDOW_VARIANTS,
+                          Config, apply_variant)
 from lmisa.errors import LmisaError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -87,14 +88,37 @@ def test_weight_average_set_by_the_user_is_kept() -> None:
     assert apply_variant(Config.from_dict({"train": {"ema_decay": 0.9}}), "lmisa_paper").train.ema_decay == 0.9
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_critic_window_default_is_resolved_per_variant_and_dims(variant: str, dims: int) -> None:
+    from lmisa.training import resolve_config
+
+    on = variant in WINDOW_VARIANTS and dims == 2
+    assert apply_variant(Config(), variant).loss.critic_window is None  # still "the variant's default"
+    resolved = resolve_config(variant=variant, dims=dims).loss
+    assert (resolved.critic_window, resolved.critic_window_when) == (DEFAULT_CRITIC_WINDOW if on else 0.0, "beyond_source")
+
+
+def test_critic_window_set_by_the_user_is_kept() -> None:
+    from lmisa.training import resolve_config
+
+    assert apply_variant(Config.from_dict({"loss": {"critic_window": 0.0}}), "lmisa").critic_window_margin == 0.0
+    assert resolve_config(variant="lmisa_paper", overrides={"loss": {"critic_window": 1.5}}).loss.critic_window == 1.5
+
+
 def test_a_saved_run_keeps_what_it_trained_with() -> None:
     """Keys added after a run was saved take the value that run trained with, not today's default."""
     old = {"augment": {"rotate_deg": 10.0}, "train": {"epochs": 2}, "post": {"tta": False}}
     cfg = Config.from_dict(old, saved_run=True)
     assert cfg.augment.before_mlngm is False and cfg.train.ema_decay == 0.0 and cfg.post.extent_margin == 0.0
-    new = {"augment": {"before_mlngm": True}, "train": {"ema_decay": 0.99}, "post": {"extent_margin": 1.1}}
+    assert (cfg.loss.critic_window, cfg.loss.critic_window_when) == (0.0, "always")
+    new = {"augment": {"before_mlngm": True}, "train": {"ema_decay": 0.99}, "post": {"extent_margin": 1.1},
+           "loss": {"critic_window": 1.1, "critic_window_when": "beyond_source"}}
     cfg = Config.from_dict(new, saved_run=True)
     assert cfg.augment.before_mlngm is True and cfg.train.ema_decay == 0.99 and cfg.post.extent_margin == 1.1
+    assert (cfg.loss.critic_window, cfg.loss.critic_window_when) == (1.1, "beyond_source")
+    window_only = Config.from_dict({"loss": {"critic_window": 1.1}}, saved_run=True).loss  # saved before the gate
+    assert (window_only.critic_window, window_only.critic_window_when) == (1.1, "always")
 
 
 @pytest.mark.parametrize("value", [0.0, -2.5])

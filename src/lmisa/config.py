@@ -25,6 +25,8 @@ LMISA_VARIANTS = ("lmisa", "lmisa_paper", "no_mlngm", "no_recon", "no_shape", "s
 PEER_VARIANTS = ("cyclegan_seg", "adaoutput", "sifa")  # other UDA methods, trained by their own Trainer subclasses
 VARIANTS = LMISA_VARIANTS + PEER_VARIANTS
 DEFAULT_EMA_DECAY = 0.99  # train.ema_decay of the LMISA variants: a ~100-step average (docs/RESULTS.md 2c)
+DEFAULT_CRITIC_WINDOW = 1.1  # loss.critic_window of WINDOW_VARIANTS in 2D (docs/RESULTS.md 2ah)
+WINDOW_VARIANTS = ("lmisa", "no_mlngm", "no_recon")  # the LMISA variants with a critic that take the window by default
 PAPER_LR = 1e-3  # the authors' Adam learning rate, generator and critic (METHOD.md section 4)
 
 
@@ -115,14 +117,16 @@ class LossConfig:
     # adds false positives MR -> CT (docs/RESULTS.md 2j). 0 or >= 1; 2D. An option: screened MR -> CT at 1.1, its
     # first label-free rule failed (smaller kidneys; RESULTS 2n); on a new seed, under a rule on the false
     # positives it aims at, it became the candidate for the default (RESULTS 2o); at 7,200 steps it gained on the
-    # target MR -> CT (2ad, 2af), but the default's rule failed on its CT -> MR check (RESULTS 2af, 4 pairs).
-    critic_window: float = 0.0
+    # target MR -> CT (2ad, 2af), but the default's rule failed on its CT -> MR check (RESULTS 2af, 4 pairs);
+    # gated to where the target reaches beyond the source (critic_window_when), its rule held (RESULTS 2ah).
+    # None: the variant's default, DEFAULT_CRITIC_WINDOW for WINDOW_VARIANTS in 2D, else 0.
+    critic_window: float | None = None
     # When the window applies. "always": whenever critic_window > 0. "beyond_source": only where the target
     # scans are estimated to reach beyond the source's organ coverage, that is, where fewer target slices than
     # source slices hold an organ by real_prior's anatomical estimate (no target label, no model): MR -> CT
     # here (45 % against 78 %), not CT -> MR (72 % against 44 %), where the window failed its rule's check
     # (docs/RESULTS.md 2af). It is the complement of real_prior: auto, which acts where the target is denser.
-    critic_window_when: Literal["always", "beyond_source"] = "always"
+    critic_window_when: Literal["always", "beyond_source"] = "beyond_source"
 
 
 @dataclass
@@ -221,6 +225,13 @@ class Config:
         return 0.0 if self.is_peer or self.variant == "lmisa_paper" else DEFAULT_EMA_DECAY
 
     @property
+    def critic_window_margin(self) -> float:
+        """``loss.critic_window``, or the variant's default where it is None (0: no window)."""
+        if self.loss.critic_window is not None:
+            return self.loss.critic_window
+        return DEFAULT_CRITIC_WINDOW if self.variant in WINDOW_VARIANTS and self.train.dims == 2 else 0.0
+
+    @property
     def uses_critic(self) -> bool:
         return self.uses_target_images and self.loss.w_adv > 0
 
@@ -283,7 +294,8 @@ def _as_trained(cfg: Config, saved: dict[str, Any]) -> Config:
     """``cfg``, loaded from ``saved`` (a run's saved configuration), with the keys added since that run was
     saved set to what it trained with rather than to today's defaults: no ``augment.before_mlngm`` -> False
     (its cache held MLNGM), no ``train.ema_decay`` -> 0 (no weight average), no ``post.extent_margin`` -> 0
-    (its plans hold no organ extents)."""
+    (its plans hold no organ extents), no ``loss.critic_window`` -> 0 and no ``loss.critic_window_when`` ->
+    ``always`` (the window's earlier default and its only behaviour)."""
     augment = saved.get("augment")
     if not isinstance(augment, dict) or "before_mlngm" not in augment:
         cfg.augment.before_mlngm = False
@@ -292,6 +304,11 @@ def _as_trained(cfg: Config, saved: dict[str, Any]) -> Config:
         cfg.post.extent_margin = 0.0
     if cfg.train.ema_decay is None:
         cfg.train.ema_decay = 0.0
+    loss = saved.get("loss")
+    if cfg.loss.critic_window is None:
+        cfg.loss.critic_window = 0.0
+    if not isinstance(loss, dict) or "critic_window_when" not in loss:
+        cfg.loss.critic_window_when = "always"
     return cfg
 
 

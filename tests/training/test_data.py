@@ -143,6 +143,9 @@ def test_no_organ_span_is_an_error_for_target_and_a_warning_for_auto(domains, tm
     log = logging.getLogger("test")
     data = prepare_training_data(_cfg(data=big, loss={"real_prior": "auto"}), src, tgt, progress=False, log=log)
     assert data.organ_share is None and "real maps stay uniform" in caplog.text
+    assert data.critic_window_off and "critic window (when beyond_source): off, no source case" in caplog.text
+    with pytest.raises(LmisaError, match="loss.critic_window: no case of"):  # a window asked for everywhere
+        prepare_training_data(_cfg(data=big, loss={"critic_window_when": "always"}), src, tgt, progress=False)
 
 
 def test_trainer_applies_the_target_real_prior_or_says_why_not(domains, tmp_path: Path, caplog) -> None:

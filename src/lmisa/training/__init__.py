@@ -74,6 +74,7 @@ def resolve_config(
         if any(p > s for p, s in zip(cfg.data.patch[1:], cfg.data.size)):
             raise LmisaError(f"data.patch {tuple(cfg.data.patch)} is larger in-plane than data.size {tuple(cfg.data.size)}")
     cfg.train.ema_decay = cfg.weight_average_decay  # resolved for this variant: the saved config says what ran
+    cfg.loss.critic_window = cfg.critic_window_margin
     return cfg
 
 

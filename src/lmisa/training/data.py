@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -120,8 +121,8 @@ def check_real_prior(cfg: Config) -> None:
                          f"with critic_maps: {L.critic_maps} (set it to 0 or critic_maps to organs)")
     if L.critic_real == "predictions" and L.real_label_smoothing > 0 and cfg.uses_critic:
         raise LmisaError("loss.real_label_smoothing smooths label maps: set it to 0 with loss.critic_real: predictions")
-    check_critic_window(L.critic_window, cfg.train.dims)
-    if L.critic_window > 0 and cfg.variant in PEER_VARIANTS:
+    check_critic_window(cfg.critic_window_margin, cfg.train.dims)
+    if cfg.critic_window_margin > 0 and cfg.variant in PEER_VARIANTS:
         raise LmisaError(f"loss.critic_window: the peer variant {cfg.variant} has no LMISA shape critic (set it to 0)")
 
 
@@ -237,15 +238,14 @@ def prepare_training_data(
         target_mm = case_slice_mm(plans, unlabelled, split["target_train"])
         if cfg.loss.real_prior != "source" and cfg.loss.real_uniform:
             share = _organ_share(cfg, plans, source_train, source_mm, target_train, target_mm, log)
-        if cfg.loss.critic_window > 0:
-            spans = organ_spans_mm(source_train, source_mm, min_organ_pixels(plans.size))
-            if not spans:
-                raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
-            region = max(spans)
+        if cfg.critic_window_margin > 0:
             if cfg.loss.critic_window_when == "beyond_source":
-                estimate = share if share is not None else _estimate_organ_share(
-                    plans, source_train, source_mm, target_train, target_mm)
-                window_off = not _target_beyond_source(estimate, log)
+                window_off = not _target_beyond_source(
+                    share, lambda: _estimate_organ_share(plans, source_train, source_mm, target_train, target_mm), log)
+            spans = organ_spans_mm(source_train, source_mm, min_organ_pixels(plans.size))
+            if not spans and not window_off:
+                raise LmisaError(f"loss.critic_window: no case of {labelled_path} has an organ slice to measure its region")
+            region = max(spans, default=None)
     return TrainingData(plans, split, source_train, source_val, target_train, share, region, target_mm,
                         critic_window_off=window_off, pseudo_labels_tag=tag)
 
@@ -398,10 +398,19 @@ def _organ_share(
         return None
 
 
-def _target_beyond_source(share: OrganShare, log: logging.Logger | None) -> bool:
+def _target_beyond_source(share: OrganShare | None, estimate: Callable[[], OrganShare],
+                          log: logging.Logger | None) -> bool:
     """``loss.critic_window_when: beyond_source``: whether fewer target slices than source slices are
     estimated to hold an organ (no target label), so that the target scans reach beyond the source's organ
-    coverage and the critic's window applies."""
+    coverage and the critic's window applies. ``share``: real_prior's estimate where it made one, else
+    ``estimate()`` makes it; without an organ span in the source labels there is none, and the window stays off."""
+    if share is None:
+        try:
+            share = estimate()
+        except ValueError as exc:
+            if log:
+                log.warning("critic window (when beyond_source): off, %s", exc)
+            return False
     beyond = share.target < share.source
     if log:
         log.info("critic window (when beyond_source): %s; the target scans are estimated at %.0f %% organ slices, "

@@ -430,7 +430,7 @@ class Trainer:
         batch from each target scan's window around its predicted organs, placed anew every
         ``critic_window_every`` epochs (the windows are saved with the checkpoint, so a resumed run draws
         as an uninterrupted one does)."""
-        margin, t = self.cfg.loss.critic_window, self.cfg.train
+        margin, t = self.cfg.critic_window_margin, self.cfg.train
         if margin <= 0 or self.data.critic_window_off or self.critic is None or self.target_sampler is None:
             return
         total = max(1, t.epochs * t.steps_per_epoch)
