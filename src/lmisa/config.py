@@ -119,7 +119,7 @@ class LossConfig:
     # positives it aims at, it became the candidate for the default (RESULTS 2o); at 7,200 steps it gained on the
     # target MR -> CT (2ad, 2af), but the default's rule failed on its CT -> MR check (RESULTS 2af, 4 pairs);
     # gated to where the target reaches beyond the source (critic_window_when), its rule held and it became the
-    # default (RESULTS 2ah: 3 new MR -> CT pairs, +2.0 on organ slices, +6.4 on the whole volume, read afterwards).
+    # default (RESULTS 2ah: 3 new MR -> CT pairs, +2.0 on organ slices, +6.3 on the whole volume, read afterwards).
     # None: the variant's default, DEFAULT_CRITIC_WINDOW for WINDOW_VARIANTS in 2D, else 0.
     critic_window: float | None = None
     # When the window applies. "always": whenever critic_window > 0. "beyond_source": only where the target
