@@ -177,13 +177,22 @@ def default_parallel(quick: bool, device: str, n_jobs: int) -> int:
     runs), since these small networks scale poorly over threads (2 cores: two one-thread runs made 1.14x the
     steps per second of one two-thread run, bench_cpu_parallel.py, docs/RESULTS.md 3); otherwise one."""
     if quick and device.split(":")[0] == "cpu":
-        return max(1, min(n_jobs, os.cpu_count() or 1))
+        return max(1, min(n_jobs, usable_cores()))
     return 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS has one (``taskset``, a batch scheduler's
+    allocation), which ``os.cpu_count()`` ignores; so two benchmarks pinned to one core each use one thread each."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this OS
+        return os.cpu_count() or 1
+
+
 def threads_per_process(parallel: int) -> int:
-    """Torch threads for each of ``parallel`` processes sharing this machine's cores."""
-    return max(1, (os.cpu_count() or 2) // parallel)
+    """Torch threads for each of ``parallel`` processes sharing this process's cores."""
+    return max(1, usable_cores() // parallel)
 
 
 def _init_worker(threads: int) -> None:
