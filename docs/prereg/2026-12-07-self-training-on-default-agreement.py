@@ -5,6 +5,9 @@ predicted maps (whole volume; an organ absent from both counts 100, as in lmisa.
 predictions only, and the label table of the *source* training set: no target label.
 
     python docs/prereg/2026-12-07-self-training-on-default-agreement.py [--recipes NAME ...] [--out FILE.json]
+    # other runs (2026-12-07-self-training-on-default-ct2mr.md): a prediction folder pattern per recipe, {s} the seed
+    python docs/prereg/2026-12-07-self-training-on-default-agreement.py --folder lmisa \
+      'bench_out/ct2mr3x/predictions/CT2MR/MR_CHAOS_T2_test/lmisa/seed{s}' --folder ... --labels SOURCE/dataset.json
 """
 
 from __future__ import annotations
@@ -44,12 +47,16 @@ def agreement(folder_a: Path, folder_b: Path, organs: dict[str, int]) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES))
+    parser.add_argument("--folder", nargs=2, action="append", metavar=("NAME", "PATTERN"),
+                        help="a recipe's prediction folders, {s} the seed (replaces the MR -> CT recipes)")
+    parser.add_argument("--labels", default=LABELS, help="the source's dataset.json (label names -> values)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    organs = {k: v for k, v in load_labels(LABELS).items() if v != 0}
+    organs = {k: v for k, v in load_labels(args.labels).items() if v != 0}
+    patterns = dict(args.folder) if args.folder else {n: RECIPES[n] for n in args.recipes}
     result = {}
-    for name in args.recipes:
-        folders = {s: Path(RECIPES[name].format(test=TEST, s=s)) for s in SEEDS}
+    for name, pattern in patterns.items():
+        folders = {s: Path(pattern.format(test=TEST, s=s)) for s in SEEDS}
         pairs = {}
         for s, t in itertools.combinations(SEEDS, 2):
             per_case = agreement(folders[s], folders[t], organs)
