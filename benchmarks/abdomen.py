@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from lmisa.cores import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
 ABDOMEN = Path(os.environ.get("LMISA_ABDOMEN", REPO.parent / "shared" / "data" / "abdomen"))
 ORGANS = ("liver", "right_kidney", "left_kidney", "spleen")
@@ -179,15 +181,6 @@ def default_parallel(quick: bool, device: str, n_jobs: int) -> int:
     if quick and device.split(":")[0] == "cpu":
         return max(1, min(n_jobs, usable_cores()))
     return 1
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity where the OS has one (``taskset``, a batch scheduler's
-    allocation), which ``os.cpu_count()`` ignores; so two benchmarks pinned to one core each use one thread each."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this OS
-        return os.cpu_count() or 1
 
 
 def threads_per_process(parallel: int) -> int:

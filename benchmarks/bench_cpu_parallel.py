@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lmisa.cores import usable_cores
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -75,7 +77,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     t0 = time.perf_counter()
     one = launch(1, cores, args)
     many = launch(cores, 1, args)

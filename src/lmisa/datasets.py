@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from lmisa.cores import usable_cores
 from lmisa.errors import LmisaError
 from lmisa.io import (
     NIFTI_SUFFIXES, ImageReadError, float32_range_problem, is_nifti, read_image, strip_nifti_suffix, write_text_atomic
@@ -534,7 +535,7 @@ def check_domain(
     total = len(jobs)
     if progress is not None:
         progress(0, total)
-    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    n_workers = workers if workers is not None else min(2, usable_cores())
     results: list[list[Problem]]
     if n_workers > 1 and total > 1:
         # Threads, not processes: gzip inflation and numpy release the GIL. Measured on CT_BTCV

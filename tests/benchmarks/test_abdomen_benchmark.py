@@ -87,12 +87,11 @@ def test_quick_on_a_cpu_trains_one_run_per_core(abdomen, monkeypatch) -> None:
     assert abdomen.default_parallel(False, "cpu", 26) == 1
 
 
-def test_usable_cores_follow_the_cpu_affinity(abdomen, monkeypatch) -> None:
-    monkeypatch.setattr(abdomen.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    monkeypatch.setattr(abdomen.os, "cpu_count", lambda: 16)
-    assert abdomen.usable_cores() == 1 and abdomen.threads_per_process(1) == 1  # taskset -c 0 on 16 cores
-    monkeypatch.delattr(abdomen.os, "sched_getaffinity")
-    assert abdomen.usable_cores() == 16
+def test_threads_per_process_share_the_usable_cores(abdomen, monkeypatch) -> None:
+    monkeypatch.setattr(abdomen, "usable_cores", lambda: 1)  # taskset -c 0
+    assert abdomen.threads_per_process(1) == 1 and abdomen.threads_per_process(2) == 1
+    monkeypatch.setattr(abdomen, "usable_cores", lambda: 16)
+    assert abdomen.threads_per_process(2) == 8
 
 
 def test_aggregate_table_and_plot(abdomen, tmp_path: Path) -> None:

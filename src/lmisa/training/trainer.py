@@ -71,14 +71,15 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def describe_device(device: torch.device | str) -> str:
     """One line naming the hardware a run used (written to RUN/hardware.txt)."""
-    import os
     import platform
+
+    from lmisa.cores import describe_cores
 
     device = torch.device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return f"{name}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
-    return f"CPU {platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
+        return f"{name}, {describe_cores()} (CPU), torch {torch.__version__}"
+    return f"CPU {platform.machine()}, {describe_cores()} ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
 
 
 class Trainer:
