@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import lmisa.io
 from lmisa.io import MedicalImage, write_image
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -167,3 +168,35 @@ def train_cut_after_first_epoch(monkeypatch, source: Path, target: Path, out: Pa
     cut = load_checkpoint(out / "checkpoints" / "latest.pt")
     assert cut["epoch"] == 1
     return cut
+
+
+def forbid_label_reads_under(folder: Path, monkeypatch) -> None:
+    """Fail the test on any label map read from inside ``folder`` (the target data set)."""
+    read_label = lmisa.io.read_label
+
+    def guarded(path, *a, **k):
+        assert Path(folder) not in Path(path).resolve().parents, f"target label read: {path}"
+        return read_label(path, *a, **k)
+
+    monkeypatch.setattr(lmisa.io, "read_label", guarded)
+    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
+
+
+TWO_ORGANS = {"background": 0, "liver": 1, "spleen": 2}
+TINY_RUN = {
+    "data": {"size": [16, 16], "spacing": [1.5, 1.5]},
+    "train": {"batch_size": 2, "val_batches": 1, "epochs": 2, "steps_per_epoch": 2, "device": "cpu"},
+}
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, nnunet_factory, monkeypatch) -> Path:
+    """A finished tiny run with a target; the target's labels are never read from here on."""
+    from lmisa.training import train
+
+    monkeypatch.setenv("LMISA_CACHE", str(tmp_path / "cache"))
+    src = nnunet_factory("src", n_cases=3, shape=(4, 20, 20), labels=TWO_ORGANS, seed=0)
+    tgt = nnunet_factory("tgt", n_cases=2, shape=(4, 20, 20), labels=TWO_ORGANS, seed=1)
+    run = train(src, tgt, out=tmp_path / "base", variant="no_recon", overrides=TINY_RUN, progress=False)
+    forbid_label_reads_under(tgt, monkeypatch)
+    return run

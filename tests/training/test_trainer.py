@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-import lmisa.io
 from lmisa.config import DEFAULT_EMA_DECAY, Config
 from lmisa.errors import LmisaError
 from lmisa.losses import generator_adversarial_loss
 from lmisa.real_prior import OrganShare
 from lmisa.training import train
-from conftest import set_cpu_bf16, train_cut_after_first_epoch
+from conftest import forbid_label_reads_under, set_cpu_bf16, train_cut_after_first_epoch
 from lmisa.training.checkpoint import load_checkpoint, save_checkpoint
 from lmisa.training.trainer import Trainer
 
@@ -39,18 +38,6 @@ def domains(tmp_path: Path, nnunet_factory, monkeypatch) -> tuple[Path, Path]:
     src = nnunet_factory("src", n_cases=3, shape=(5, 24, 24), labels=LABELS, seed=0)
     tgt = nnunet_factory("tgt", n_cases=2, shape=(4, 20, 20), spacing=(5.0, 1.8, 1.8), labels=LABELS, seed=1)
     return src, tgt
-
-
-def forbid_label_reads_under(folder: Path, monkeypatch) -> None:
-    """Fail the test on any label map read from inside ``folder`` (the target data set)."""
-    read_label = lmisa.io.read_label
-
-    def guarded(path, *a, **k):
-        assert Path(folder) not in Path(path).resolve().parents, f"target label read: {path}"
-        return read_label(path, *a, **k)
-
-    monkeypatch.setattr(lmisa.io, "read_label", guarded)
-    monkeypatch.setattr("lmisa.preprocess.read_label", guarded)
 
 
 @pytest.fixture

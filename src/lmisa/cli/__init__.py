@@ -8,7 +8,7 @@ from lmisa.cli.app import app
 
 # Each name is a module of lmisa.cli that registers one command (or a command group) on ``app``.
 COMMAND_MODULES = (
-    "check", "preprocess", "synth", "convert", "train", "predict", "evaluate", "volumes", "ceiling", "demo", "export",
+    "check", "preprocess", "synth", "convert", "train", "self_train", "predict", "evaluate", "volumes", "ceiling", "demo", "export",
 )
 
 for _name in COMMAND_MODULES:

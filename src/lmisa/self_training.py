@@ -1,0 +1,123 @@
+"""One round of self-training from a finished run, as one resumable step (``lmisa self-train``).
+
+Why: a run's own post-processed maps of the target's training images, used as a segmentation term on the target
+(``data.pseudo_labels``), gained on the abdominal target test in every run measured (docs/RESULTS.md 2w-2ai; no
+target label is read). By hand that is three commands whose outputs must line up: predict the target's training
+images with the run, then train again on the same data and config with those maps. Here it is one, and running it
+again after an interruption continues where it stopped: maps already written are kept, a started run resumes.
+
+Layout::
+
+    OUT/self_train.json   the base run, variant and maps this folder was made from (a second base is refused)
+    OUT/pseudo_labels/    the base run's maps of the target training images (``lmisa predict``, best checkpoint)
+    OUT/run/              the self-trained run: the base run's config under ``variant`` (default ``source_only``,
+                          the recipe measured) with ``data.pseudo_labels`` set; predict with ``-m OUT/run``
+
+Example (a finished run in ``runs/ct2mr``)::
+
+    from lmisa.self_training import self_train
+    run = self_train("runs/ct2mr", "runs/ct2mr_st")   # runs/ct2mr_st/run
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lmisa.errors import LmisaError
+from lmisa.io import write_text_atomic
+
+MAPS = "pseudo_labels"
+RUN = "run"
+RECORD = "self_train.json"
+DEFAULT_VARIANT = "source_only"
+
+__all__ = ["self_train", "base_run_data", "MAPS", "RUN", "RECORD"]
+
+
+def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
+    """The source and target data sets a finished run trained on (its ``split.json``). Raises LmisaError naming
+    the file when the run is unfinished, had no target, or its data sets are gone."""
+    from lmisa.training import run as runfiles
+
+    run_dir = Path(run_dir)
+    split_file = run_dir / runfiles.SPLIT
+    if not split_file.is_file():
+        raise LmisaError(f"{run_dir}: not a run folder (no {runfiles.SPLIT}); pass a folder made by `lmisa train`")
+    if not (run_dir / runfiles.DONE).is_file():
+        raise LmisaError(f"{run_dir}: the run has not finished (no {runfiles.DONE}); finish it with "
+                         f"`lmisa train ... --out {run_dir} --resume` first")
+    split = json.loads(split_file.read_text())
+    if not split.get("target"):
+        raise LmisaError(f"{split_file}: the run trained without a target data set; there is nothing to self-train on")
+    source, target = Path(split["source"]), Path(split["target"])
+    for path in (source, target):
+        if not path.is_dir():
+            raise LmisaError(f"{path}: data set not found (recorded in {split_file}); restore it to self-train")
+    return source, target
+
+
+def self_train(
+    run_dir: str | Path,
+    out: str | Path,
+    variant: str = DEFAULT_VARIANT,
+    device: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Label the target's training images with the finished run ``run_dir``, then train ``variant`` on the same
+    data and config with those maps as pseudo-labels; return the new run's folder, ``out/run``.
+
+    Running it again with the same arguments continues: maps already written are kept, a started run resumes
+    (its own saved config and maps: a changed ``variant`` then is an error), a finished one is returned as is.
+    """
+    from lmisa.config import LMISA_VARIANTS
+    from lmisa.training import run as runfiles
+    from lmisa.training import train
+
+    allowed = [v for v in LMISA_VARIANTS if v != "supervised"]  # supervised reads the target labels maps replace
+    if variant not in allowed:
+        raise LmisaError(f"--variant {variant}: self-training trains one of {', '.join(allowed)}")
+    run_dir, out = Path(run_dir), Path(out)
+    source, target = base_run_data(run_dir)
+    maps, new_run = out / MAPS, out / RUN
+    _claim(out, run_dir, variant)
+    if (new_run / runfiles.DONE).is_file():
+        return new_run
+    _write_maps(run_dir, target, maps, device, progress)
+    resume = (new_run / runfiles.CKPT_DIR / runfiles.LATEST).is_file()
+    return train(
+        source, target, out=new_run, config=None if resume else run_dir / runfiles.CONFIG,
+        variant=None if resume else variant, device=device, resume=resume, progress=progress,
+        overrides=None if resume else {"data": {"pseudo_labels": str(maps)}, "loss": {"critic_window": None}},
+    )
+
+
+def _claim(out: Path, run_dir: Path, variant: str) -> None:
+    """Record what ``out`` is made from, or check it was made from the same run and variant: maps of another run
+    left in ``out`` would otherwise be kept and trained on."""
+    record = out / RECORD
+    wanted = {"base_run": str(run_dir.resolve()), "variant": variant}
+    if record.is_file():
+        made = json.loads(record.read_text())
+        if {k: made.get(k) for k in wanted} != wanted:
+            raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {made.get('base_run')}; "
+                             "choose another --out")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LmisaError(f"{out}: exists and is not an empty folder (no {RECORD}); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record, json.dumps(dict(wanted, maps=MAPS, run=RUN), indent=2) + "\n")
+
+
+def _write_maps(run_dir: Path, target: Path, maps: Path, device: str | None, progress: bool) -> None:
+    """The base run's maps of every target training image; those written before are kept."""
+    from lmisa.datasets import Domain
+    from lmisa.predict import load_run, predict_path
+
+    images = Domain.open(target).root / "imagesTr"
+    model = load_run(run_dir, which="best", device=device or "auto")
+    report = predict_path(model, images, maps, progress=progress)
+    if report.failed:
+        path, reason = report.failed[0]
+        more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
+        raise LmisaError(f"{path}: no pseudo-label map: {reason}{more}")

@@ -1,0 +1,22 @@
+"""``lmisa self-train`` on the command line."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lmisa.cli import app
+
+runner = CliRunner()
+
+
+def test_self_train_command_names_the_new_run(finished_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "st"
+    done = runner.invoke(app, ["self-train", "-m", str(finished_run), "-o", str(out), "--device", "cpu"])
+    assert done.exit_code == 0, done.output
+    assert f"self-trained run {out / 'run'}" in done.output and (out / "run" / "DONE").is_file()
+
+
+def test_self_train_command_refuses_a_run_folder_that_is_not_one(tmp_path: Path) -> None:
+    refused = runner.invoke(app, ["self-train", "-m", str(tmp_path), "-o", str(tmp_path / "st")])
+    assert refused.exit_code == 1
+    assert f"{tmp_path}: not a run folder" in refused.output and not (tmp_path / "st").exists()

@@ -1,0 +1,72 @@
+"""lmisa.self_training: one resumable round of self-training from a finished run, on tiny data sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from lmisa.config import Config
+from lmisa.errors import LmisaError
+from lmisa.self_training import MAPS, RECORD, RUN, self_train
+from lmisa.training.trainer import Trainer
+
+
+def test_self_train_trains_source_only_on_the_runs_maps_of_the_target(finished_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "st"
+    run = self_train(finished_run, out, progress=False)
+    assert run == out / RUN and (run / "DONE").is_file()
+    assert sorted(p.name for p in (out / MAPS).iterdir()) == ["case_000.nii.gz", "case_001.nii.gz"]
+    cfg = Config.load(run / "config.yaml")
+    assert cfg.variant == "source_only" and cfg.data.pseudo_labels == str((out / MAPS).resolve())
+    assert cfg.data.size == (16, 16) and cfg.train.epochs == 2  # the base run's config
+    assert Config.load(finished_run / "config.yaml").loss.critic_window == 1.1 and cfg.loss.critic_window == 0.0
+    assert all(float(r["loss_pseudo"]) > 0 for r in csv.DictReader((run / "log.csv").open()))
+    assert json.loads((out / RECORD).read_text())["base_run"] == str(finished_run.resolve())
+
+
+def test_self_train_continues_after_an_interruption(finished_run: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "st"
+    original = Trainer.on_epoch_end
+
+    def stop_after_first_epoch(self, val):
+        original(self, val)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "on_epoch_end", stop_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            self_train(finished_run, out, progress=False)
+    maps_written = {p: p.stat().st_mtime_ns for p in (out / MAPS).iterdir()}
+    run = self_train(finished_run, out, progress=False)
+    assert "resumed at epoch 1" in (run / "train.log").read_text()
+    assert len(list(csv.DictReader((run / "log.csv").open()))) == 2
+    assert {p: p.stat().st_mtime_ns for p in (out / MAPS).iterdir()} == maps_written  # kept, not made again
+    assert self_train(finished_run, out, progress=False) == run  # finished: returned as is
+
+
+def test_self_train_refuses_what_it_cannot_continue(finished_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(LmisaError, match="supervised"):
+        self_train(finished_run, tmp_path / "sup", variant="supervised")
+    taken = tmp_path / "taken"
+    (taken / "mine.txt").parent.mkdir()
+    (taken / "mine.txt").write_text("the user's")
+    with pytest.raises(LmisaError, match=f"{taken}: exists and is not an empty folder"):
+        self_train(finished_run, taken)
+    assert (taken / "mine.txt").read_text() == "the user's"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / RECORD).write_text(json.dumps({"base_run": "/elsewhere", "variant": "source_only"}))
+    with pytest.raises(LmisaError, match=f"{other / RECORD}: this folder self-trains source_only from /elsewhere"):
+        self_train(finished_run, other)
+    split = json.loads((finished_run / "split.json").read_text())
+    (finished_run / "split.json").write_text(json.dumps(dict(split, target=None)))
+    with pytest.raises(LmisaError, match="trained without a target"):
+        self_train(finished_run, tmp_path / "st")
+    (finished_run / "DONE").unlink()
+    with pytest.raises(LmisaError, match="the run has not finished"):
+        self_train(finished_run, tmp_path / "st")
+    with pytest.raises(LmisaError, match="not a run folder"):
+        self_train(tmp_path, tmp_path / "st")
