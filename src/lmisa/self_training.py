@@ -83,7 +83,7 @@ def self_train(
     _claim(out, run_dir, variant)
     if (new_run / runfiles.DONE).is_file():
         return new_run
-    _write_maps(run_dir, target, maps, device, progress)
+    _write_maps(run_dir, target, maps, device or _saved_device(run_dir), progress)
     resume = (new_run / runfiles.CKPT_DIR / runfiles.LATEST).is_file()
     return train(
         source, target, out=new_run, config=None if resume else run_dir / runfiles.CONFIG,
@@ -109,13 +109,21 @@ def _claim(out: Path, run_dir: Path, variant: str) -> None:
     write_text_atomic(record, json.dumps(dict(wanted, maps=MAPS, run=RUN), indent=2) + "\n")
 
 
-def _write_maps(run_dir: Path, target: Path, maps: Path, device: str | None, progress: bool) -> None:
+def _saved_device(run_dir: Path) -> str:
+    """The device the base run's config names (``train.device``), which the new run trains on unless told."""
+    from lmisa.config import Config
+    from lmisa.training.run import CONFIG
+
+    return Config.load(run_dir / CONFIG, saved_run=True).train.device
+
+
+def _write_maps(run_dir: Path, target: Path, maps: Path, device: str, progress: bool) -> None:
     """The base run's maps of every target training image; those written before are kept."""
     from lmisa.datasets import Domain
     from lmisa.predict import load_run, predict_path
 
     images = Domain.open(target).root / "imagesTr"
-    model = load_run(run_dir, which="best", device=device or "auto")
+    model = load_run(run_dir, which="best", device=device)
     report = predict_path(model, images, maps, progress=progress)
     if report.failed:
         path, reason = report.failed[0]
