@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 DIRECTIONS = {"CT->MR": ("CT", "MR"), "MR->CT": ("MR", "CT")}
-RULE = {"min_wins": 4, "min_mean_gain": 1.0}  # per direction, over 5 seeds: docs/prereg/2026-12-07-self-training-phantoms.md
+RULE = {"seeds": 5, "min_wins": 4, "min_mean_gain": 1.0}  # per direction: docs/prereg/2026-12-07-self-training-phantoms.md
 
 
 def pair_name(direction: str, seed: int) -> str:
@@ -117,9 +117,10 @@ def print_table(pairs: list[dict[str, Any]], verdict: dict[str, dict[str, Any]])
     for direction, v in verdict.items():
         print(f"{direction}: {v['wins']} of {v['seeds']} seeds gained, mean {v['mean_gain']:+.2f} "
               f"-> {'passes' if v['pass'] else 'fails'} (needs {RULE['min_wins']} wins and {RULE['min_mean_gain']:+.1f})")
-    complete = len(verdict) == len(DIRECTIONS)
+    complete = len(verdict) == len(DIRECTIONS) and all(v["seeds"] >= RULE["seeds"] for v in verdict.values())
     adopted = complete and all(v["pass"] for v in verdict.values())
-    print("rule: " + ("ADOPTED" if adopted else "NOT adopted" if complete else "incomplete (a direction is missing)"))
+    print("rule: " + ("ADOPTED" if adopted else "NOT adopted" if complete else
+                      f"incomplete (each direction needs {RULE['seeds']} seeds)"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,15 @@ def test_the_rule_needs_four_wins_and_a_point_in_each_direction(bench) -> None:
     assert not bench.decide(small)["MR->CT"]["pass"]
 
 
+def test_no_decision_before_five_seeds_in_each_direction(bench, capsys) -> None:
+    four_each = _pairs("CT->MR", [-1, -1, -1, -1]) + _pairs("MR->CT", [-1, -1, -1, -1])
+    bench.print_table(four_each, bench.decide(four_each))
+    assert "rule: incomplete (each direction needs 5 seeds)" in capsys.readouterr().out
+    five_each = _pairs("CT->MR", [-1] * 5) + _pairs("MR->CT", [-1] * 5)
+    bench.print_table(five_each, bench.decide(five_each))
+    assert "rule: NOT adopted" in capsys.readouterr().out
+
+
 def test_one_tiny_pair_end_to_end(bench, tmp_path: Path, monkeypatch, capsys) -> None:
     import lmisa.demo
 
