@@ -117,10 +117,14 @@ def print_table(pairs: list[dict[str, Any]], verdict: dict[str, dict[str, Any]])
     for direction, v in verdict.items():
         print(f"{direction}: {v['wins']} of {v['seeds']} seeds gained, mean {v['mean_gain']:+.2f} "
               f"-> {'passes' if v['pass'] else 'fails'} (needs {RULE['min_wins']} wins and {RULE['min_mean_gain']:+.1f})")
-    complete = len(verdict) == len(DIRECTIONS) and all(v["seeds"] >= RULE["seeds"] for v in verdict.values())
-    adopted = complete and all(v["pass"] for v in verdict.values())
-    print("rule: " + ("ADOPTED" if adopted else "NOT adopted" if complete else
-                      f"incomplete (each direction needs {RULE['seeds']} seeds)"))
+    print(f"rule: {outcome(verdict)}")
+
+
+def outcome(verdict: dict[str, dict[str, Any]]) -> str:
+    """ADOPTED, NOT adopted, or incomplete until every direction has the rule's seeds."""
+    if len(verdict) < len(DIRECTIONS) or any(v["seeds"] < RULE["seeds"] for v in verdict.values()):
+        return f"incomplete (each direction needs {RULE['seeds']} seeds)"
+    return "ADOPTED" if all(v["pass"] for v in verdict.values()) else "NOT adopted"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     pairs = [json.loads(p.read_text()) for p in sorted((args.out / "pairs").glob("*.json"))]
     verdict = decide(pairs)
     print_table(pairs, verdict)
-    (args.out / "results.json").write_text(json.dumps({"pairs": pairs, "verdict": verdict, "rule": RULE}, indent=2) + "\n")
+    record = {"pairs": pairs, "verdict": verdict, "rule": RULE, "outcome": outcome(verdict)}
+    (args.out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 
 from lmisa.config import Config
 from lmisa.errors import LmisaError
-from lmisa.self_training import MAPS, RECORD, RUN, self_train
+from lmisa.self_training import MAPS, RECORD, RUN, base_settings, self_train
+from lmisa.training import resolve_config
 from lmisa.training.trainer import Trainer
 
 
@@ -25,6 +26,15 @@ def test_self_train_trains_source_only_on_the_runs_maps_of_the_target(finished_r
     assert Config.load(finished_run / "config.yaml").loss.critic_window == 1.1 and cfg.loss.critic_window == 0.0
     assert all(float(r["loss_pseudo"]) > 0 for r in csv.DictReader((run / "log.csv").open()))
     assert json.loads((out / RECORD).read_text())["base_run"] == str(finished_run.resolve())
+
+
+def test_another_variant_trains_as_it_would_on_the_base_runs_data_and_schedule(finished_run: Path) -> None:
+    """The base (no_recon) switched its reconstruction off; an lmisa run from its settings has it back."""
+    cfg = resolve_config(base_settings(finished_run), "lmisa")
+    defaults = Config()
+    assert (cfg.loss.w_recon, cfg.model.recon_from) == (defaults.loss.w_recon, defaults.model.recon_from)
+    assert cfg.loss.w_adv == defaults.loss.w_adv and cfg.loss.critic_window == 1.1
+    assert cfg.data.size == (16, 16) and cfg.train.epochs == 2 and cfg.train.batch_size == 2  # the base's
 
 
 def test_self_train_continues_after_an_interruption(finished_run: Path, tmp_path: Path, monkeypatch) -> None:
@@ -50,6 +60,7 @@ def test_self_train_continues_after_an_interruption(finished_run: Path, tmp_path
 def test_self_train_refuses_what_it_cannot_continue(finished_run: Path, tmp_path: Path) -> None:
     with pytest.raises(LmisaError, match="supervised"):
         self_train(finished_run, tmp_path / "sup", variant="supervised")
+    assert not (tmp_path / "sup").exists()
     taken = tmp_path / "taken"
     (taken / "mine.txt").parent.mkdir()
     (taken / "mine.txt").write_text("the user's")
@@ -61,6 +72,13 @@ def test_self_train_refuses_what_it_cannot_continue(finished_run: Path, tmp_path
     (other / RECORD).write_text(json.dumps({"base_run": "/elsewhere", "variant": "source_only"}))
     with pytest.raises(LmisaError, match=f"{other / RECORD}: this folder self-trains source_only from /elsewhere"):
         self_train(finished_run, other)
+    (other / RECORD).write_text(json.dumps({"base_run": str(finished_run.resolve()), "variant": "source_only"}))
+    with pytest.raises(LmisaError, match="self-trains source_only from"):
+        self_train(finished_run, other, variant="no_shape")
+    (other / RECORD).write_text("{")
+    with pytest.raises(LmisaError, match=f"{other / RECORD}: unreadable"):
+        self_train(finished_run, other)
+    assert sorted(p.name for p in other.iterdir()) == [RECORD]  # nothing made
     split = json.loads((finished_run / "split.json").read_text())
     (finished_run / "split.json").write_text(json.dumps(dict(split, target=None)))
     with pytest.raises(LmisaError, match="trained without a target"):

@@ -3,7 +3,9 @@
 ``os.cpu_count()`` counts the machine's cores; a process pinned by ``taskset`` or given a share of a
 node by a batch scheduler may run on fewer. Thread and worker counts sized from the machine's count
 oversubscribe the cores actually given (two benchmarks pinned to one core each would each start two
-threads on a 2-core machine), so everything in lmisa that sizes a pool asks :func:`usable_cores`.
+threads on a 2-core machine). The data set checks and the CPU benchmarks size their pools from
+:func:`usable_cores`, and a run's ``hardware.txt`` reports it; the training cache builds with two workers, whatever
+the cores.
 """
 
 from __future__ import annotations

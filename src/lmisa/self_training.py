@@ -2,7 +2,7 @@
 
 Why: a run's own post-processed maps of the target's training images, used as a segmentation term on the target
 (``data.pseudo_labels``), gained on the abdominal target test in every run measured (docs/RESULTS.md 2w-2ai; no
-target label is read). By hand that is three commands whose outputs must line up: predict the target's training
+target label is read), though not on the built-in phantoms (2ak), so it is an option, not a default. By hand that is three commands whose outputs must line up: predict the target's training
 images with the run, then train again on the same data and config with those maps. Here it is one, and running it
 again after an interruption continues where it stopped: maps already written are kept, a started run resumes.
 
@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lmisa.errors import LmisaError
 from lmisa.io import write_text_atomic
+
+if TYPE_CHECKING:
+    from lmisa.config import Config
 
 MAPS = "pseudo_labels"
 RUN = "run"
@@ -47,7 +51,7 @@ def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
     if not (run_dir / runfiles.DONE).is_file():
         raise LmisaError(f"{run_dir}: the run has not finished (no {runfiles.DONE}); finish it with "
                          f"`lmisa train ... --out {run_dir} --resume` first")
-    split = json.loads(split_file.read_text())
+    split = _read_json(split_file)
     if not split.get("target"):
         raise LmisaError(f"{split_file}: the run trained without a target data set; there is nothing to self-train on")
     source, target = Path(split["source"]), Path(split["target"])
@@ -68,7 +72,8 @@ def self_train(
     data and config with those maps as pseudo-labels; return the new run's folder, ``out/run``.
 
     Running it again with the same arguments continues: maps already written are kept, a started run resumes
-    (its own saved config and maps: a changed ``variant`` then is an error), a finished one is returned as is.
+    (its own saved config and maps), a finished one is returned as is. ``out`` records the base run and variant at
+    the first call, and another base or variant there is refused from then on (choose another ``out``).
     """
     from lmisa.config import LMISA_VARIANTS
     from lmisa.training import run as runfiles
@@ -86,10 +91,62 @@ def self_train(
     _write_maps(run_dir, target, maps, device or _saved_device(run_dir), progress)
     resume = (new_run / runfiles.CKPT_DIR / runfiles.LATEST).is_file()
     return train(
-        source, target, out=new_run, config=None if resume else run_dir / runfiles.CONFIG,
+        source, target, out=new_run, config=None if resume else base_settings(run_dir),
         variant=None if resume else variant, device=device, resume=resume, progress=progress,
-        overrides=None if resume else {"data": {"pseudo_labels": str(maps)}, "loss": {"critic_window": None}},
+        overrides=None if resume else {"data": {"pseudo_labels": str(maps)}},
     )
+
+
+def base_settings(run_dir: str | Path) -> Config:
+    """The finished run's saved config with what its variant decided undone: the keys its variant switches
+    (``lmisa.config.apply_variant``: the critic's and reconstruction's weights, the input, ...) back at their
+    defaults, and the settings saved as resolved for its variant (``train.ema_decay``, ``loss.critic_window``) unset,
+    so that another variant applied on top trains as that variant would on the same data, grid and schedule."""
+    from lmisa.config import Config, apply_variant
+    from lmisa.training.run import CONFIG
+
+    saved = Config.load(Path(run_dir) / CONFIG, saved_run=True)
+    defaults = _flat(Config().to_dict())
+    switched = {k for k, v in _flat(apply_variant(Config(), saved.variant).to_dict()).items()
+                if k != "variant" and v != defaults.get(k)}
+    settings = _flat(saved.to_dict())
+    settings.update({k: defaults[k] for k in switched})
+    settings.update({"train.ema_decay": None, "loss.critic_window": None})
+    return Config.from_dict(_nested(settings), str(Path(run_dir) / CONFIG))
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`_flat`."""
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; LmisaError naming the file when it is unreadable or holds something else."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LmisaError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(value, dict):
+        raise LmisaError(f"{path}: not a JSON object")
+    return value
 
 
 def _claim(out: Path, run_dir: Path, variant: str) -> None:
@@ -98,7 +155,7 @@ def _claim(out: Path, run_dir: Path, variant: str) -> None:
     record = out / RECORD
     wanted = {"base_run": str(run_dir.resolve()), "variant": variant}
     if record.is_file():
-        made = json.loads(record.read_text())
+        made = _read_json(record)
         if {k: made.get(k) for k in wanted} != wanted:
             raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {made.get('base_run')}; "
                              "choose another --out")
@@ -110,7 +167,8 @@ def _claim(out: Path, run_dir: Path, variant: str) -> None:
 
 
 def _saved_device(run_dir: Path) -> str:
-    """The device the base run's config names (``train.device``), which the new run trains on unless told."""
+    """The device the base run's config names (``train.device``): where the maps are made unless told, as a new
+    run from the base's config trains there too."""
     from lmisa.config import Config
     from lmisa.training.run import CONFIG
 

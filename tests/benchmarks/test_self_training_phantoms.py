@@ -35,7 +35,7 @@ def test_no_decision_before_five_seeds_in_each_direction(bench, capsys) -> None:
     assert "rule: incomplete (each direction needs 5 seeds)" in capsys.readouterr().out
     five_each = _pairs("CT->MR", [-1] * 5) + _pairs("MR->CT", [-1] * 5)
     bench.print_table(five_each, bench.decide(five_each))
-    assert "rule: NOT adopted" in capsys.readouterr().out
+    assert "rule: NOT adopted" in capsys.readouterr().out and bench.outcome(bench.decide(five_each)) == "NOT adopted"
 
 
 def test_one_tiny_pair_end_to_end(bench, tmp_path: Path, monkeypatch, capsys) -> None:

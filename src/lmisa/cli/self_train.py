@@ -18,7 +18,8 @@ def self_train(
     model: Path = typer.Option(..., "--model", "-m", help="A finished run of `lmisa train` with a target data set."),
     out: Path = typer.Option(
         ..., "--out", "-o",
-        help=f"New folder: OUT/{MAPS} (the run's maps of the target training images) and OUT/run (the new run)."),
+        help=f"A new folder, or one an earlier call made (continued): OUT/{MAPS} (the run's maps of the target "
+             "training images) and OUT/run (the new run)."),
     variant: str = typer.Option(DEFAULT_VARIANT, "--variant", help="What trains on the maps (the recipe measured: source_only)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's)."),
 ) -> None:
