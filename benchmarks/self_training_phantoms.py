@@ -14,8 +14,9 @@ What it runs, per direction (CT-like -> MR-like, MR-like -> CT-like) and seed: `
 then ``lmisa.self_training.self_train`` from it (``source_only`` on its maps of the target training images); both
 predict the held-out target anatomies, scored by whole-volume 3D Dice (mean of the 4 organs). Source, target and
 test anatomies are disjoint (``lmisa.demo.split_phantom_cases``). Each pair's result is kept in
-``OUT/pairs/<direction>_seed<k>.json``; a second call reuses finished runs and pairs, and the table covers every
-pair in ``OUT``, so two processes on different seeds may share one ``OUT``.
+``OUT/pairs/<direction>_seed<k>.json``; a second call reuses finished runs and pairs, and the table and the rule
+cover every pair in ``OUT``, so two processes on different directions or seeds may share one ``OUT`` (the rule's
+are seeds 0-4: train other seeds into another ``OUT``). Outcome on 2026-12-07: NOT adopted (RESULTS 2ak).
 """
 
 from __future__ import annotations

@@ -2,16 +2,18 @@
 
 Why: a run's own post-processed maps of the target's training images, used as a segmentation term on the target
 (``data.pseudo_labels``), gained on the abdominal target test in every run measured (docs/RESULTS.md 2w-2ai; no
-target label is read), though not on the built-in phantoms (2ak), so it is an option, not a default. By hand that is three commands whose outputs must line up: predict the target's training
-images with the run, then train again on the same data and config with those maps. Here it is one, and running it
-again after an interruption continues where it stopped: maps already written are kept, a started run resumes.
+target label is read), though not on the built-in phantoms (2ak): an option, not a default. By hand that is three
+commands whose outputs must line up: predict the target's training images with the run, then train again on the
+same data and config with those maps. Here it is one, and running it again after an interruption continues where
+it stopped: maps already written are kept, a started run resumes.
 
 Layout::
 
     OUT/self_train.json   the base run, variant and maps this folder was made from (a second base is refused)
     OUT/pseudo_labels/    the base run's maps of the target training images (``lmisa predict``, best checkpoint)
-    OUT/run/              the self-trained run: the base run's config under ``variant`` (default ``source_only``,
-                          the recipe measured) with ``data.pseudo_labels`` set; predict with ``-m OUT/run``
+    OUT/run/              the self-trained run: the base run's data, grid and schedule (:func:`base_settings`)
+                          under ``variant`` (default ``source_only``, the recipe measured) with
+                          ``data.pseudo_labels`` set; predict with ``-m OUT/run``
 
 Example (a finished run in ``runs/ct2mr``)::
 
@@ -36,7 +38,7 @@ RUN = "run"
 RECORD = "self_train.json"
 DEFAULT_VARIANT = "source_only"
 
-__all__ = ["self_train", "base_run_data", "MAPS", "RUN", "RECORD"]
+__all__ = ["self_train", "base_settings", "base_run_data", "MAPS", "RUN", "RECORD"]
 
 
 def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
@@ -167,8 +169,7 @@ def _claim(out: Path, run_dir: Path, variant: str) -> None:
 
 
 def _saved_device(run_dir: Path) -> str:
-    """The device the base run's config names (``train.device``): where the maps are made unless told, as a new
-    run from the base's config trains there too."""
+    """The base run's ``train.device``: the new run trains there unless told, so its maps are made there too."""
     from lmisa.config import Config
     from lmisa.training.run import CONFIG
 
