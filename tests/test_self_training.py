@@ -88,3 +88,19 @@ def test_self_train_refuses_what_it_cannot_continue(finished_run: Path, tmp_path
         self_train(finished_run, tmp_path / "st")
     with pytest.raises(LmisaError, match="not a run folder"):
         self_train(tmp_path, tmp_path / "st")
+
+
+def test_the_maps_are_made_where_the_new_run_trains(finished_run: Path, tmp_path: Path, monkeypatch) -> None:
+    import lmisa.predict
+
+    seen = []
+
+    def record_device(run_dir, which="best", device="auto"):
+        seen.append(device)
+        raise KeyboardInterrupt  # stop before predicting or training
+
+    monkeypatch.setattr(lmisa.predict, "load_run", record_device)
+    for out, device in ((tmp_path / "a", None), (tmp_path / "b", "cuda:1")):
+        with pytest.raises(KeyboardInterrupt):
+            self_train(finished_run, out, device=device, progress=False)
+    assert seen == ["cpu", "cuda:1"]  # the base run's train.device (TINY_RUN), else --device
