@@ -33,8 +33,13 @@ DIRECTIONS = {"CT->MR": ("CT", "MR"), "MR->CT": ("MR", "CT")}
 RULE = {"seeds": 5, "min_wins": 4, "min_mean_gain": 1.0}  # per direction: docs/prereg/2026-12-07-self-training-phantoms.md
 
 
+def slug(direction: str) -> str:
+    """``CT->MR`` as a folder name, ``CT2MR``."""
+    return direction.replace("->", "2")
+
+
 def pair_name(direction: str, seed: int) -> str:
-    return f"{direction.replace('->', '2')}_seed{seed}"
+    return f"{slug(direction)}_seed{seed}"
 
 
 def phantom_split(out: Path, cases: int, data_seed: int) -> dict[str, tuple[Path, Path, Path]]:
@@ -50,7 +55,7 @@ def phantom_split(out: Path, cases: int, data_seed: int) -> dict[str, tuple[Path
     split = split_phantom_cases(cases)
     sets = {}
     for direction, (src, tgt) in DIRECTIONS.items():
-        data = out / "data" / direction.replace("->", "2")
+        data = out / "data" / slug(direction)
         sets[direction] = (
             link_subset(phantoms / src, data / f"{src}_source", split.source),
             link_subset(phantoms / tgt, data / f"{tgt}_target", split.target, with_labels=False),

@@ -90,10 +90,11 @@ def self_train(
     _claim(out, run_dir, variant)
     if (new_run / runfiles.DONE).is_file():
         return new_run
-    _write_maps(run_dir, target, maps, device or _saved_device(run_dir), progress)
+    settings = base_settings(run_dir)
+    _write_maps(run_dir, target, maps, device or settings.train.device, progress)  # where the new run trains
     resume = (new_run / runfiles.CKPT_DIR / runfiles.LATEST).is_file()
     return train(
-        source, target, out=new_run, config=None if resume else base_settings(run_dir),
+        source, target, out=new_run, config=None if resume else settings,
         variant=None if resume else variant, device=device, resume=resume, progress=progress,
         overrides=None if resume else {"data": {"pseudo_labels": str(maps)}},
     )
@@ -166,14 +167,6 @@ def _claim(out: Path, run_dir: Path, variant: str) -> None:
         raise LmisaError(f"{out}: exists and is not an empty folder (no {RECORD}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(record, json.dumps(dict(wanted, maps=MAPS, run=RUN), indent=2) + "\n")
-
-
-def _saved_device(run_dir: Path) -> str:
-    """The base run's ``train.device``: the new run trains there unless told, so its maps are made there too."""
-    from lmisa.config import Config
-    from lmisa.training.run import CONFIG
-
-    return Config.load(run_dir / CONFIG, saved_run=True).train.device
 
 
 def _write_maps(run_dir: Path, target: Path, maps: Path, device: str, progress: bool) -> None:
