@@ -5,7 +5,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from lmisa.io import ImageReadError, MedicalImage, read_image, read_label, slice_spacing_mm, write_image, affine_from_sitk
+from lmisa.io import (
+    ImageReadError, JsonFileError, MedicalImage, affine_from_sitk, read_image, read_json_object, read_label,
+    slice_spacing_mm, write_image,
+)
 
 
 def test_roundtrip_keeps_geometry_and_orientation(tmp_path: Path) -> None:
@@ -135,3 +138,28 @@ def test_written_files_get_a_new_files_usual_permissions(tmp_path: Path) -> None
             tmp.write_text("half")
             raise RuntimeError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "b.json", "c.pt"]
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{", r"invalid JSON \(line 1 column 2: "),
+        ("[1, 2]", "expected a JSON object, got list"),
+        (b"\xff\xfe{}", r"unreadable \(UnicodeDecodeError: "),
+        (None, r"unreadable \(FileNotFoundError: "),
+    ],
+)
+def test_json_objects_that_cannot_be_read_name_the_file(tmp_path: Path, content, reason: str) -> None:
+    path = tmp_path / "meta.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(JsonFileError, match=f"^{path}: {reason}") as caught:
+        read_json_object(path)
+    assert caught.value.path == path and str(caught.value) == f"{path}: {caught.value.reason}"
+
+
+def test_a_json_object_is_read_as_utf8(tmp_path: Path) -> None:
+    (tmp_path / "meta.json").write_text('{"name": "Leber \\u00e4", "n": 1}', encoding="utf-8")
+    assert read_json_object(tmp_path / "meta.json") == {"name": "Leber ä", "n": 1}

@@ -92,6 +92,16 @@ def test_report_needs_matching_predictions(setup, tmp_path: Path) -> None:
         make_report(run, tmp_path / "empty", src)
 
 
+def test_a_damaged_plans_file_is_named(setup, tmp_path: Path) -> None:
+    import shutil
+
+    run, src, preds = setup
+    copy = shutil.copytree(run, tmp_path / "run")
+    (copy / "plans.json").write_text("{not json")
+    with pytest.raises(LmisaError, match=r"plans\.json: invalid JSON \(line 1"):
+        make_report(copy, preds, src, out_dir=tmp_path / "rep")
+
+
 def test_representative_slices() -> None:
     lab = np.zeros((20, 4, 4), np.uint8)
     lab[5:15, :2, :2] = 1

@@ -33,7 +33,8 @@ import numpy as np
 from lmisa.cores import usable_cores
 from lmisa.errors import LmisaError
 from lmisa.io import (
-    NIFTI_SUFFIXES, ImageReadError, float32_range_problem, is_nifti, read_image, strip_nifti_suffix, write_text_atomic
+    NIFTI_SUFFIXES, ImageReadError, JsonFileError, float32_range_problem, is_nifti, read_image, read_json_object,
+    strip_nifti_suffix, write_text_atomic
 )
 
 DEFAULT_FILE_ENDING = ".nii.gz"
@@ -84,13 +85,9 @@ def _read_dataset_json(root: Path) -> tuple[dict | None, list[Problem]]:
         what = "is not a file" if path.exists() else "missing (an nnU-Net v2 data set needs dataset.json)"
         return None, [Problem(path, what)]
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        return None, [Problem(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(path, f"unreadable ({type(exc).__name__}: {exc})")]
-    if not isinstance(meta, dict):
-        return None, [Problem(path, f"expected a JSON object, got {type(meta).__name__}")]
+        meta = read_json_object(path)
+    except JsonFileError as exc:
+        return None, [Problem(path, exc.reason)]
 
     problems: list[Problem] = []
     labels = meta.get("labels")
@@ -599,10 +596,7 @@ def load_split(path: str | os.PathLike) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise LmisaError(f"{path}: split file not found")
-    try:
-        split = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LmisaError(f"{path}: invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    split = read_json_object(path)
     _validate_split(split, path)
     return {k: list(v) for k, v in split.items()}
 

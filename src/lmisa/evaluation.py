@@ -77,7 +77,7 @@ import numpy as np
 from lmisa.confusion import ErrorCounts, confusion_matrix, error_counts, error_shares
 from lmisa.datasets import label_values
 from lmisa.errors import LmisaError
-from lmisa.io import is_nifti, read_label, strip_nifti_suffix, write_text_atomic
+from lmisa.io import JsonFileError, is_nifti, read_json_object, read_label, strip_nifti_suffix, write_text_atomic
 from lmisa.metrics import FLAG_NAMES, METRIC_NAMES, evaluate_case, restrict_to_label_slices
 
 PROTOCOLS = ("volume", "organ_slices")
@@ -111,10 +111,9 @@ def load_labels(path: str | os.PathLike) -> dict[str, int]:
     if not path.is_file():
         raise EvaluationError(f"{path}: labels file not found")
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: not a readable JSON file ({type(exc).__name__}: {exc})") from None
-    raw = meta.get("labels") if isinstance(meta, dict) else None
+        raw = read_json_object(path).get("labels")
+    except JsonFileError as exc:
+        raise EvaluationError(str(exc)) from None
     if not isinstance(raw, dict) or not raw:
         raise EvaluationError(f"{path}: no 'labels' mapping in this file")
     labels: dict[str, int] = {}

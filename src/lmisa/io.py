@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import secrets
 import zlib
@@ -40,6 +41,14 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 class ImageReadError(LmisaError, ValueError):
     """A medical image could not be read; the message names the file."""
+
+
+class JsonFileError(LmisaError, ValueError):
+    """A JSON file could not be read as an object; ``reason`` is the message without the file name."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 @dataclass
@@ -222,6 +231,21 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = True
     with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
     return path
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path``: one reading, with one wording of what can go wrong, for every file
+    lmisa reads back (dataset.json, split.json, records). JsonFileError names the file."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise JsonFileError(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JsonFileError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(value, dict):
+        raise JsonFileError(path, f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def affine_from_sitk(image: "SimpleITK.Image") -> np.ndarray:  # noqa: F821

@@ -25,7 +25,6 @@ Figures are drawn with matplotlib's Agg canvas (no display needed, no global pyp
 from __future__ import annotations
 
 import html
-import json
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lmisa.errors import LmisaError
-from lmisa.io import MedicalImage, read_label
+from lmisa.io import MedicalImage, read_json_object, read_label
 
 __all__ = ["make_report", "representative_slices", "case_figure"]
 
@@ -240,7 +239,7 @@ def _run_labels(run_dir: Path | None) -> tuple[dict[str, int], int, dict]:
         return labels, levels, info
     plans = run_dir / "plans.json"
     if plans.is_file():
-        data = json.loads(plans.read_text(encoding="utf-8"))
+        data = read_json_object(plans)
         labels = {str(k): int(v) for k, v in data.get("labels", {}).items()}
         levels = int(data.get("mlngm_levels", 4))
         info.update(input=data.get("input"), spacing=data.get("spacing"), size=data.get("size"),

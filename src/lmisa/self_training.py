@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmisa.errors import LmisaError
-from lmisa.io import write_text_atomic
+from lmisa.io import read_json_object, write_text_atomic
 
 if TYPE_CHECKING:
     from lmisa.config import Config
@@ -53,7 +53,7 @@ def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
     if not (run_dir / runfiles.DONE).is_file():
         raise LmisaError(f"{run_dir}: the run has not finished (no {runfiles.DONE}); finish it with "
                          f"`lmisa train ... --out {run_dir} --resume` first")
-    split = _read_json(split_file)
+    split = read_json_object(split_file)
     if not split.get("target"):
         raise LmisaError(f"{split_file}: the run trained without a target data set; there is nothing to self-train on")
     source, target = Path(split["source"]), Path(split["target"])
@@ -141,24 +141,13 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; LmisaError naming the file when it is unreadable or holds something else."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LmisaError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(value, dict):
-        raise LmisaError(f"{path}: not a JSON object")
-    return value
-
-
 def _claim(out: Path, run_dir: Path, variant: str) -> None:
     """Record what ``out`` is made from, or check it was made from the same run and variant: maps of another run
     left in ``out`` would otherwise be kept and trained on."""
     record = out / RECORD
     wanted = {"base_run": str(run_dir.resolve()), "variant": variant}
     if record.is_file():
-        made = _read_json(record)
+        made = read_json_object(record)
         if {k: made.get(k) for k in wanted} != wanted:
             raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {made.get('base_run')}; "
                              "choose another --out")

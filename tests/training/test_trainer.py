@@ -170,6 +170,14 @@ def test_a_run_saved_before_the_weight_average_resumes_without_one(domains, tmp_
     assert "ema" not in load_checkpoint(resumed / "checkpoints" / "latest.pt")
 
 
+def test_a_resume_names_a_damaged_split_file(domains, tmp_path: Path, monkeypatch) -> None:
+    src, tgt = domains
+    train_cut_after_first_epoch(monkeypatch, src, tgt, tmp_path / "cut", overrides=TINY)
+    (tmp_path / "cut" / "split.json").write_text('["source_train"]')
+    with pytest.raises(LmisaError, match=r"split\.json: expected a JSON object, got list"):
+        train(src, tgt, out=tmp_path / "cut", resume=True, progress=False)
+
+
 @pytest.mark.parametrize("variant", ["lmisa", "no_mlngm", "no_recon", "no_shape", "source_only"])
 def test_uda_variants_never_read_a_target_label(domains, tmp_path: Path, monkeypatch, variant: str) -> None:
     src, tgt = domains

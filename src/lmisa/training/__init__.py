@@ -18,7 +18,7 @@ from typing import Any
 
 from lmisa.config import Config, apply_variant, read_config_mapping
 from lmisa.errors import LmisaError
-from lmisa.io import write_text_atomic
+from lmisa.io import read_json_object, write_text_atomic
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         cfg = Config.load(run_dir / runfiles.CONFIG, saved_run=True)  # keys added since: as it trained
         if device is not None:
             cfg.train.device = device
-        split = json.loads((run_dir / runfiles.SPLIT).read_text())
+        split = read_json_object(run_dir / runfiles.SPLIT)
         saved_plans = Plans.from_json((run_dir / runfiles.PLANS).read_text())
         check_training_inputs(cfg, source, target)  # on every rank, before any barrier
     else:
