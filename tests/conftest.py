@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import lmisa.io
+from lmisa.cores import usable_cores
 from lmisa.io import MedicalImage, write_image
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(min(2, usable_cores()))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ABDOMEN = Path(os.environ.get("LMISA_ABDOMEN", REPO_ROOT.parent / "shared" / "data" / "abdomen"))

@@ -70,3 +70,29 @@ def test_a_single_slice_under_3d_plans_keeps_image_and_label_aligned() -> None:
     label2d = MedicalImage(label.array[0], label.affine)
     plans = Plans(spacing=(1.0, 1.0), size=(40, 40), labels=LABELS, dims=3, spacing_z=1.0)
     assert prepare_image(image2d, plans).input.shape == prepare_label(label2d, plans).shape
+
+
+@pytest.mark.parametrize("cores, pooled", [(1, False), (3, True)])
+def test_the_cache_builds_with_a_worker_per_usable_core(tmp_path, monkeypatch, cores: int, pooled: bool) -> None:
+    """Pinned to one core (taskset, a scheduler's share) the cache builds in the process itself: no pool whose
+    workers would share that core."""
+    from conftest import write_nnunet_dataset
+
+    import lmisa.preprocess as preprocess
+
+    root = write_nnunet_dataset(tmp_path / "d", n_cases=2, shape=(3, 16, 16))
+    started: list[int] = []
+
+    class Pool(preprocess.ProcessPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            started.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(preprocess, "usable_cores", lambda: cores)
+    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", Pool)
+    names = ["case_000", "case_001"]
+    cases = [(n, root / "imagesTr" / f"{n}_0000.nii.gz", root / "labelsTr" / f"{n}.nii.gz") for n in names]
+    plans = Plans(spacing=(1.5, 1.5), size=(16, 16), labels={"background": 0, "organ": 1})
+    files, errors = preprocess.build_cache(cases, tmp_path / "cache", plans, progress=False)
+    assert not errors and all(f.is_file() for f in files.values()) and len(files) == 2
+    assert started == ([min(cores, preprocess.MAX_CACHE_WORKERS)] if pooled else [])

@@ -4,8 +4,7 @@
 node by a batch scheduler may run on fewer. Thread and worker counts sized from the machine's count
 oversubscribe the cores actually given (two benchmarks pinned to one core each would each start two
 threads on a 2-core machine). The data set checks and the CPU benchmarks size their pools from
-:func:`usable_cores`, and a run's ``hardware.txt`` reports it; the training cache builds with two workers, whatever
-the cores.
+:func:`usable_cores` (the preprocessing cache too, at most 8 workers), and a run's ``hardware.txt`` reports it.
 """
 
 from __future__ import annotations

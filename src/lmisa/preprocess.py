@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmisa.cores import usable_cores
 from lmisa.errors import LmisaError
 from lmisa.io import (
     MedicalImage, atomic_write, float32_range_problem, load_nifti_header, read_image, read_label, write_text_atomic
@@ -366,18 +367,25 @@ def _cache_case_worker(job: tuple) -> str:
     return _try_cache_case(job)
 
 
+MAX_CACHE_WORKERS = 8
+
+
 def build_cache(
     cases: Sequence[tuple[str, Path, Path | None]],
     out_dir: Path,
     plans: Plans,
-    workers: int = 2,
+    workers: int | None = None,
     progress: bool = True,
     description: str = "preprocess",
 ) -> tuple[dict[str, Path], list[str]]:
     """Cache every ``(name, image, label)`` case into ``out_dir``; cases already there are skipped.
 
-    Returns the case files and the list of one-line errors (cases that failed are not cached).
+    ``workers`` defaults to the usable cores, at most :data:`MAX_CACHE_WORKERS` (each holds one full-resolution
+    volume and its resampled copies: 0.4 GB more than the process, measured for a 512 x 512 x 200 CT). Returns the
+    case files and the list of one-line errors (cases that failed are not cached).
     """
+    if workers is None:
+        workers = min(usable_cores(), MAX_CACHE_WORKERS)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "plans.json", plans.to_json())
     files = {name: out_dir / f"{name}.npz" for name, _, _ in cases}

@@ -20,7 +20,8 @@ def preprocess(
     input_kind: str = typer.Option("mlngm", "--input", help="mlngm or raw (normalised intensities)."),
     levels: int = typer.Option(4, "--levels", help="MLNGM levels."),
     no_labels: bool = typer.Option(False, "--no-labels", help="Do not read labels (a target domain)."),
-    workers: int = typer.Option(2, "--workers", "-j", help="Processes."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j",
+                                          help="Processes; default: the usable cores, at most 8."),
 ) -> None:
     """Prepare every case once (resample in-plane, MLNGM, crop/pad); cases already cached are skipped.
 
