@@ -1,0 +1,88 @@
+"""`2026-12-07-abdominal-maps-dice.md`: each set of self-training maps scored against the labels of the target
+training cases it maps, on organ slices and the whole volume, beside the base's and the self-trained run's test Dice.
+
+    python docs/prereg/2026-12-07-abdominal-maps-dice.py \
+      --out docs/prereg/records/2026-12-07-abdominal-maps-dice/maps_dice.json
+    python docs/prereg/2026-12-07-abdominal-maps-dice.py --ct2mr --out ...   # only after 2al has read its targets
+
+Reads target training labels (the maps' cases) and, for the test Dice, records already read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from lmisa.evaluation import evaluate_folders
+
+PROTOCOLS = ("organ_slices", "volume")
+MR2CT = {  # name: (maps, labelled data set of the mapped cases, base's test results, self-trained test results)
+    f"MR2CT_lmisa_seed{s}": (
+        f"bench_out/stdef/maps/MR2CT_seed{s}", "bench_out/so3x/data/CT_BTCV_train",
+        f"docs/prereg/records/2026-12-06-critic-window-beyond-source/seed{s}/target_gated.json",
+        f"docs/prereg/records/2026-12-07-self-training-on-default/target_self_seed{s}.json",
+    ) for s in (4, 5, 6)
+}
+CT2MR = {
+    f"CT2MR_{v}_seed{s}": (
+        f"bench_out/ct2mr3x/maps/{v}_seed{s}", "bench_out/ct2mr3x/data/MR_CHAOS_T2_train",
+        "bench_out/ct2mr3x/results.json", f"bench_out/ct2mr3x/self_{v}_seed{s}/results.json",
+    ) for v in ("lmisa", "source_only") for s in (4, 5, 6)
+}
+
+
+def maps_dice(maps: Path, data: Path) -> dict[str, dict]:
+    """Mean and per-organ Dice of ``maps`` against ``data/labelsTr``, per protocol."""
+    out = {}
+    for protocol in PROTOCOLS:
+        work = Path(tempfile.mkdtemp())
+        evaluate_folders(maps, data / "labelsTr", labels=data / "dataset.json", out_dir=work, protocol=protocol,
+                         progress=False)
+        summary = json.loads((work / "summary.json").read_text())
+        out[protocol] = {"dice": summary["mean_over_structures"]["dice"]["mean"],
+                         "per_organ": {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}}
+    return out
+
+
+def test_dice(path: Path, name: str, self_trained: bool) -> dict[str, float]:
+    """The test Dice per protocol of the run behind ``name`` (its variant and seed) in a benchmark results file."""
+    seed = int(name.rsplit("seed", 1)[1])
+    variant = "source_only" if self_trained else name.split("_", 1)[1].rsplit("_seed", 1)[0]
+    rows = json.loads(path.read_text())
+    return {r["protocol"]: r["dice_mean"] for r in rows if r["variant"] == variant and r["seed"] == seed}
+
+
+def both(dice: dict[str, float]) -> str:
+    return f"{dice['organ_slices']:.1f} ({dice['volume']:.1f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--ct2mr", action="store_true", help="the CT -> MR sets (after 2al has read its targets)")
+    args = ap.parse_args()
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for name, (maps, data, base, selfed) in (CT2MR if args.ct2mr else MR2CT).items():
+        row = {"maps": maps_dice(Path(maps), Path(data)), "base_test": test_dice(Path(base), name, False),
+               "self_trained_test": test_dice(Path(selfed), name, True)}
+        result[name] = row
+        maps_pair = {p: row["maps"][p]["dice"] for p in PROTOCOLS}
+        print(f"{name}: maps {both(maps_pair)}, base test {both(row['base_test'])}, "
+              f"self-trained test {both(row['self_trained_test'])} (organ slices, whole volume in parentheses)")
+    for prefix in sorted({n.rsplit("_seed", 1)[0] for n in result}):
+        rows = [r for n, r in result.items() if n.startswith(prefix + "_seed")]
+        maps = statistics.mean(r["maps"]["organ_slices"]["dice"] for r in rows)
+        base = statistics.mean(r["base_test"]["organ_slices"] for r in rows)
+        selfed = statistics.mean(r["self_trained_test"]["organ_slices"] for r in rows)
+        print(f"{prefix} mean of {len(rows)}: maps {maps:.1f}, base test {base:.1f}, self-trained test {selfed:.1f}: "
+              f"{'above' if selfed - maps >= 2.0 else 'about'} its maps ({selfed - maps:+.1f})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
