@@ -12,35 +12,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 from lmisa.evaluation import evaluate_folders
+from lmisa.predict import load_run, predict_path
 
 PROTOCOLS = ("organ_slices", "volume")
-MR2CT = {  # name: (maps, labelled data set of the mapped cases, base's test results, self-trained test results)
+MR2CT = {  # name: (maps, labelled data set of the mapped cases, base's test results, self-trained test results,
+    #               the self-trained run)
     f"MR2CT_lmisa_seed{s}": (
         f"bench_out/stdef/maps/MR2CT_seed{s}", "bench_out/so3x/data/CT_BTCV_train",
         f"docs/prereg/records/2026-12-06-critic-window-beyond-source/seed{s}/target_gated.json",
         f"docs/prereg/records/2026-12-07-self-training-on-default/target_self_seed{s}.json",
+        f"bench_out/stdef/self_seed{s}/runs/MR2CT/source_only/seed{s}",
     ) for s in (4, 5, 6)
 }
 CT2MR = {
     f"CT2MR_{v}_seed{s}": (
         f"bench_out/ct2mr3x/maps/{v}_seed{s}", "bench_out/ct2mr3x/data/MR_CHAOS_T2_train",
         "bench_out/ct2mr3x/results.json", f"bench_out/ct2mr3x/self_{v}_seed{s}/results.json",
+        f"bench_out/ct2mr3x/self_{v}_seed{s}/runs/CT2MR/source_only/seed{s}",
     ) for v in ("lmisa", "source_only") for s in (4, 5, 6)
 }
+PREDICTIONS = Path("bench_out/maps_dice")  # the self-trained runs' predictions of their maps' cases
 
 
-def maps_dice(maps: Path, data: Path) -> dict[str, dict]:
-    """Mean and per-organ Dice of ``maps`` against ``data/labelsTr``, per protocol."""
+def maps_dice(maps: Path, data: Path, reference: Path | None = None) -> dict[str, dict]:
+    """Mean and per-organ Dice of ``maps`` against ``data/labelsTr`` (or ``reference``), per protocol."""
     out = {}
     for protocol in PROTOCOLS:
         work = Path(tempfile.mkdtemp())
-        evaluate_folders(maps, data / "labelsTr", labels=data / "dataset.json", out_dir=work, protocol=protocol,
-                         progress=False)
+        evaluate_folders(maps, reference or data / "labelsTr", labels=data / "dataset.json", out_dir=work,
+                         protocol=protocol, progress=False)
         summary = json.loads((work / "summary.json").read_text())
         out[protocol] = {"dice": summary["mean_over_structures"]["dice"]["mean"],
                          "per_organ": {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}}
@@ -63,11 +69,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ct2mr", action="store_true", help="the CT -> MR sets (after 2al has read its targets)")
+    ap.add_argument("--self-on-maps-cases", action="store_true",
+                    help="also the self-trained runs on the cases of their maps (the prereg's addition)")
     args = ap.parse_args()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    for name, (maps, data, base, selfed) in (CT2MR if args.ct2mr else MR2CT).items():
-        row = {"maps": maps_dice(Path(maps), Path(data)), "base_test": test_dice(Path(base), name, False),
+    for name, (maps, data, base, selfed, run) in (CT2MR if args.ct2mr else MR2CT).items():
+        maps, data = Path(maps), Path(data)
+        row = {"maps": maps_dice(maps, data), "base_test": test_dice(Path(base), name, False),
                "self_trained_test": test_dice(Path(selfed), name, True)}
+        if args.self_on_maps_cases:
+            predicted = PREDICTIONS / name
+            if not predicted.is_dir():  # written whole, then renamed: an interrupted one is made again
+                partial = predicted.with_name(predicted.name + ".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                predict_path(load_run(run, "best", device="cpu"), data / "imagesTr", partial, progress=False)
+                partial.rename(predicted)
+            row["self_trained_on_maps_cases"] = maps_dice(predicted, data)
+            row["self_trained_against_maps"] = maps_dice(predicted, data, reference=maps)
+            on = {p: row["self_trained_on_maps_cases"][p]["dice"] for p in PROTOCOLS}
+            against = {p: row["self_trained_against_maps"][p]["dice"] for p in PROTOCOLS}
+            print(f"{name}: the self-trained run on the maps' cases {both(on)}, against its maps {both(against)}")
         result[name] = row
         maps_pair = {p: row["maps"][p]["dice"] for p in PROTOCOLS}
         print(f"{name}: maps {both(maps_pair)}, base test {both(row['base_test'])}, "
