@@ -38,6 +38,41 @@ CT2MR = {
     ) for v in ("lmisa", "source_only") for s in (4, 5, 6)
 }
 PREDICTIONS = Path("bench_out/maps_dice")  # the self-trained runs' predictions of their maps' cases
+PHANTOMS = Path("bench_out/st_phantoms")  # RESULTS 2ak's pairs
+
+
+def phantom_pair(direction: str, seed: int) -> tuple[Path, Path, Path]:
+    """(maps, a data set of the mapped anatomies alone, the self-trained run) of one pair of 2ak: the folder of
+    the phantoms' target holds all 32 anatomies, the maps 12."""
+    pair = PHANTOMS / "runs" / f"{direction}_seed{seed}" / "self_train"
+    phantoms = PHANTOMS / "phantoms" / {"CT2MR": "MR", "MR2CT": "CT"}[direction]
+    data = PREDICTIONS / "phantom_data" / f"{direction}_seed{seed}"
+    if not data.is_dir():
+        for sub in ("imagesTr", "labelsTr"):
+            (data / sub).mkdir(parents=True)
+        for m in (pair / "pseudo_labels").glob("*.nii.gz"):
+            case = m.name.removesuffix(".nii.gz")
+            (data / "imagesTr" / f"{case}_0000.nii.gz").symlink_to((phantoms / "imagesTr" / f"{case}_0000.nii.gz")
+                                                                  .resolve())
+            (data / "labelsTr" / m.name).symlink_to((phantoms / "labelsTr" / m.name).resolve())
+        (data / "dataset.json").symlink_to((phantoms / "dataset.json").resolve())
+    return pair / "pseudo_labels", data, pair / "run"
+
+
+def self_on_maps_cases(name: str, maps: Path, data: Path, run: Path) -> dict[str, dict]:
+    """The self-trained ``run``'s predictions of its maps' cases, scored against their labels and against the maps."""
+    predicted = PREDICTIONS / name
+    if not predicted.is_dir():  # written whole, then renamed: an interrupted one is made again
+        partial = predicted.with_name(predicted.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        predict_path(load_run(run, "best", device="cpu"), data / "imagesTr", partial, progress=False)
+        partial.rename(predicted)
+    row = {"self_trained_on_maps_cases": maps_dice(predicted, data),
+           "self_trained_against_maps": maps_dice(predicted, data, reference=maps)}
+    on = {p: row["self_trained_on_maps_cases"][p]["dice"] for p in PROTOCOLS}
+    against = {p: row["self_trained_against_maps"][p]["dice"] for p in PROTOCOLS}
+    print(f"{name}: the self-trained run on the maps' cases {both(on)}, against its maps {both(against)}")
+    return row
 
 
 def maps_dice(maps: Path, data: Path, reference: Path | None = None) -> dict[str, dict]:
@@ -71,29 +106,27 @@ def main() -> None:
     ap.add_argument("--ct2mr", action="store_true", help="the CT -> MR sets (after 2al has read its targets)")
     ap.add_argument("--self-on-maps-cases", action="store_true",
                     help="also the self-trained runs on the cases of their maps (the prereg's addition)")
+    ap.add_argument("--phantoms", action="store_true", help="the same for 2ak's phantom pairs (the addition)")
     args = ap.parse_args()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for name, (maps, data, base, selfed, run) in (CT2MR if args.ct2mr else MR2CT).items():
+        if name in result and (not args.self_on_maps_cases or "self_trained_on_maps_cases" in result[name]):
+            continue  # scored already (the same files score the same)
         maps, data = Path(maps), Path(data)
         row = {"maps": maps_dice(maps, data), "base_test": test_dice(Path(base), name, False),
                "self_trained_test": test_dice(Path(selfed), name, True)}
-        if args.self_on_maps_cases:
-            predicted = PREDICTIONS / name
-            if not predicted.is_dir():  # written whole, then renamed: an interrupted one is made again
-                partial = predicted.with_name(predicted.name + ".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                predict_path(load_run(run, "best", device="cpu"), data / "imagesTr", partial, progress=False)
-                partial.rename(predicted)
-            row["self_trained_on_maps_cases"] = maps_dice(predicted, data)
-            row["self_trained_against_maps"] = maps_dice(predicted, data, reference=maps)
-            on = {p: row["self_trained_on_maps_cases"][p]["dice"] for p in PROTOCOLS}
-            against = {p: row["self_trained_against_maps"][p]["dice"] for p in PROTOCOLS}
-            print(f"{name}: the self-trained run on the maps' cases {both(on)}, against its maps {both(against)}")
-        result[name] = row
         maps_pair = {p: row["maps"][p]["dice"] for p in PROTOCOLS}
         print(f"{name}: maps {both(maps_pair)}, base test {both(row['base_test'])}, "
               f"self-trained test {both(row['self_trained_test'])} (organ slices, whole volume in parentheses)")
-    for prefix in sorted({n.rsplit("_seed", 1)[0] for n in result}):
+        if args.self_on_maps_cases:
+            row.update(self_on_maps_cases(name, maps, data, Path(run)))
+        result[name] = row
+    for direction, seed in [(d, s) for d in ("CT2MR", "MR2CT") for s in range(5)] if args.phantoms else []:
+        name = f"phantoms_{direction}_seed{seed}"
+        if name not in result:
+            maps, data, run = phantom_pair(direction, seed)
+            result[name] = {"maps": maps_dice(maps, data), **self_on_maps_cases(name, maps, data, run)}
+    for prefix in sorted({n.rsplit("_seed", 1)[0] for n in result if not n.startswith("phantoms_")}):
         rows = [r for n, r in result.items() if n.startswith(prefix + "_seed")]
         maps = statistics.mean(r["maps"]["organ_slices"]["dice"] for r in rows)
         base = statistics.mean(r["base_test"]["organ_slices"] for r in rows)
