@@ -297,6 +297,12 @@ def test_save_and_load_split(tmp_path: Path) -> None:
         load_split(p)
     with pytest.raises(LmisaError, match="not found"):
         load_split(tmp_path / "none.json")
+    p.write_text("{")
+    with pytest.raises(LmisaError, match=r"split\.json: invalid JSON \(line 1"):
+        load_split(p)
+    p.write_text('[["a"], ["b"]]')
+    with pytest.raises(LmisaError, match=r"split\.json: expected a JSON object, got list"):
+        load_split(p)
 
 
 def test_link_subset_refuses_a_folder_holding_other_cases(nnunet_factory, tmp_path) -> None:

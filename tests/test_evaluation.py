@@ -131,6 +131,9 @@ def test_labels_argument_path_and_mapping(dataset, tmp_path):
     bad.write_text(json.dumps({"labels": {"background": 0, "region": [1, 2]}}))
     with pytest.raises(LmisaError, match="bad.json"):
         evaluate_folders(pred, dataset, labels=bad, out_dir=tmp_path / "o3", progress=False)
+    bad.write_text("[1]")
+    with pytest.raises(LmisaError, match=r"bad\.json: expected a JSON object, got list$"):
+        load_labels(bad)
 
 
 def test_missing_prediction_is_an_error_unless_allowed(dataset, tmp_path):

@@ -96,3 +96,22 @@ def test_the_cache_builds_with_a_worker_per_usable_core(tmp_path, monkeypatch, c
     files, errors = preprocess.build_cache(cases, tmp_path / "cache", plans, progress=False)
     assert not errors and all(f.is_file() for f in files.values()) and len(files) == 2
     assert started == ([min(cores, preprocess.MAX_CACHE_WORKERS)] if pooled else [])
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"spacing": [1, 1]}', r"plans\.json: not the plans\.json of an lmisa run or cache \(KeyError"),
+    ('{"spacing": [1, 1], "size": [8, 8], "clip_percentiles": [1, 99], "labels": "liver"}', '"labels" must map'),
+    ('{"spacing": [1, 1], "size": [8, 8], "clip_percentiles": [1, 99], "mine": 1}', r"\(TypeError"),
+    (None, r"plans\.json: not found"),
+])
+def test_plans_that_cannot_be_read_name_the_file(tmp_path, content: str | None, message: str) -> None:
+    from lmisa.errors import LmisaError
+    from lmisa.preprocess import load_plans
+
+    if content is not None:
+        (tmp_path / "plans.json").write_text(content)
+    with pytest.raises(LmisaError, match=message):
+        load_plans(tmp_path / "plans.json")
+    plans = Plans(spacing=(1.5, 1.5), size=(16, 16), labels={"background": 0, "organ": 1})
+    (tmp_path / "plans.json").write_text(plans.to_json())
+    assert load_plans(tmp_path / "plans.json") == plans

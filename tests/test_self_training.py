@@ -83,6 +83,9 @@ def test_self_train_refuses_what_it_cannot_continue(finished_run: Path, tmp_path
     (finished_run / "split.json").write_text(json.dumps(dict(split, target=None)))
     with pytest.raises(LmisaError, match="trained without a target"):
         self_train(finished_run, tmp_path / "st")
+    (finished_run / "split.json").write_text(json.dumps({k: v for k, v in split.items() if k != "source"}))
+    with pytest.raises(LmisaError, match=r'split\.json: "source" and "target" must be the paths'):
+        self_train(finished_run, tmp_path / "st")
     (finished_run / "DONE").unlink()
     with pytest.raises(LmisaError, match="the run has not finished"):
         self_train(finished_run, tmp_path / "st")

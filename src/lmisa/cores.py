@@ -4,7 +4,8 @@
 node by a batch scheduler may run on fewer. Thread and worker counts sized from the machine's count
 oversubscribe the cores actually given (two benchmarks pinned to one core each would each start two
 threads on a 2-core machine). The data set checks and the CPU benchmarks size their pools from
-:func:`usable_cores` (the preprocessing cache too, at most 8 workers), and a run's ``hardware.txt`` reports it.
+:func:`usable_cores`, and so does the preprocessing cache (``lmisa preprocess`` and each training run's own cache:
+one worker per usable core, at most 8); a run's ``hardware.txt`` reports it.
 """
 
 from __future__ import annotations

@@ -241,6 +241,8 @@ def read_json_object(path: str | os.PathLike) -> dict:
         value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise JsonFileError(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except FileNotFoundError:
+        raise JsonFileError(path, "not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise JsonFileError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
     if not isinstance(value, dict):

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from lmisa.cores import usable_cores
 from lmisa.errors import LmisaError
 from lmisa.io import (
-    MedicalImage, atomic_write, float32_range_problem, load_nifti_header, read_image, read_label, write_text_atomic
+    MedicalImage, atomic_write, float32_range_problem, load_nifti_header, read_image, read_json_object, read_label,
+    write_text_atomic,
 )
 
 CACHE_VERSION = 1
@@ -85,10 +86,15 @@ class Plans:
 
     @classmethod
     def from_json(cls, text: str) -> "Plans":
-        data = json.loads(text)
-        data["spacing"] = tuple(data["spacing"])
-        data["size"] = tuple(data["size"])
-        data["clip_percentiles"] = tuple(data["clip_percentiles"])
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plans":
+        data = dict(data)
+        if not isinstance(data.get("labels", {}), dict):
+            raise TypeError('"labels" must map names to values')
+        for key in ("spacing", "size", "clip_percentiles"):
+            data[key] = tuple(data[key])
         return cls(**data)
 
     def target_shape(self, shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
@@ -116,6 +122,16 @@ class PreparedVolume:
     box: CropBox
     original_shape: tuple[int, int, int]
     resampled_depth: int | None = None  # slices after through-plane resampling (as original without spacing_z)
+
+
+def load_plans(path: Path) -> Plans:
+    """The plans saved in ``path`` (a run's or a cache's ``plans.json``); LmisaError naming the file when it is
+    unreadable or holds no lmisa plans."""
+    data = read_json_object(path)
+    try:
+        return Plans.from_dict(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LmisaError(f"{path}: not the plans.json of an lmisa run or cache ({type(exc).__name__}: {exc})") from None
 
 
 def median_inplane_spacing(image_paths: Iterable[Path]) -> tuple[float, float]:
@@ -293,9 +309,9 @@ def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str], with_labe
                              "choose another folder")
         return
     try:
-        saved = Plans.from_json(saved_path.read_text())
-    except (ValueError, TypeError, KeyError) as exc:
-        raise LmisaError(f"{saved_path}: not the plans.json of an lmisa cache ({exc}); choose another folder") from None
+        saved = load_plans(saved_path)
+    except LmisaError as exc:
+        raise LmisaError(f"{exc}; choose another folder") from None
     if saved.cache_key() != plans.cache_key():
         fields = ("spacing", "size", "input", "mlngm_levels", "clip_percentiles", "dims", "spacing_z")
         differ = "; ".join(f"{k} {getattr(saved, k)} there, {getattr(plans, k)} now"

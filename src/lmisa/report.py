@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lmisa.config import read_config_mapping
 from lmisa.errors import LmisaError
-from lmisa.io import MedicalImage, read_json_object, read_label
+from lmisa.io import MedicalImage, read_label
 
 __all__ = ["make_report", "representative_slices", "case_figure"]
 
@@ -237,18 +238,16 @@ def _run_labels(run_dir: Path | None) -> tuple[dict[str, int], int, dict]:
     levels = 4
     if run_dir is None:
         return labels, levels, info
-    plans = run_dir / "plans.json"
-    if plans.is_file():
-        data = read_json_object(plans)
-        labels = {str(k): int(v) for k, v in data.get("labels", {}).items()}
-        levels = int(data.get("mlngm_levels", 4))
-        info.update(input=data.get("input"), spacing=data.get("spacing"), size=data.get("size"),
-                    context_slices=data.get("context_slices"))
+    if (run_dir / "plans.json").is_file():
+        from lmisa.preprocess import load_plans
+
+        plans = load_plans(run_dir / "plans.json")
+        labels, levels = dict(plans.labels), plans.mlngm_levels
+        info.update(input=plans.input, spacing=list(plans.spacing), size=list(plans.size),
+                    context_slices=plans.context_slices)
     config = run_dir / "config.yaml"
     if config.is_file():
-        import yaml
-
-        cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        cfg = read_config_mapping(config)
         info["variant"] = cfg.get("variant")
         train = cfg.get("train", {}) or {}
         info["epochs"] = train.get("epochs")

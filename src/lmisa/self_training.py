@@ -53,9 +53,11 @@ def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
     if not (run_dir / runfiles.DONE).is_file():
         raise LmisaError(f"{run_dir}: the run has not finished (no {runfiles.DONE}); finish it with "
                          f"`lmisa train ... --out {run_dir} --resume` first")
-    split = read_json_object(split_file)
+    split = runfiles.read_run_split(run_dir)
     if not split.get("target"):
         raise LmisaError(f"{split_file}: the run trained without a target data set; there is nothing to self-train on")
+    if not isinstance(split.get("source"), str) or not isinstance(split["target"], str):
+        raise LmisaError(f'{split_file}: "source" and "target" must be the paths of the data sets the run trained on')
     source, target = Path(split["source"]), Path(split["target"])
     for path in (source, target):
         if not path.is_dir():

@@ -60,7 +60,7 @@ def test_a_users_plans_json_is_never_overwritten(nnunet_factory, tmp_path: Path)
     out.mkdir()
     (out / "plans.json").write_text('{"mine": 1}')
     result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
-    assert result.exit_code == 1 and "not the plans.json of an lmisa cache" in result.output
+    assert result.exit_code == 1 and "not the plans.json of an lmisa run or cache" in result.output
     assert (out / "plans.json").read_text() == '{"mine": 1}'
 
 
@@ -90,3 +90,12 @@ def test_a_broken_cached_case_is_named(nnunet_factory, tmp_path: Path) -> None:
     (out / "case_000.npz").write_bytes(b"broken")
     result = runner.invoke(app, ["preprocess", str(ds), str(out), *SMALL])
     assert result.exit_code == 1 and "case_000.npz: unreadable cached case" in result.output
+
+
+def test_the_help_gives_the_cache_workers_limit_the_code_has() -> None:
+    import re
+
+    from lmisa.preprocess import MAX_CACHE_WORKERS
+
+    result = runner.invoke(app, ["preprocess", "--help"], terminal_width=200)
+    assert f"at most {MAX_CACHE_WORKERS}." in re.sub(r"[\s│]+", " ", result.output)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lmisa.errors import LmisaError
-from lmisa.training.run import LOCK, never_trained, prepare_run_dir, run_lock
+from lmisa.training.run import LOCK, never_trained, prepare_run_dir, read_run_split, run_lock
 
 
 def _early_run(run: Path, *extra: str) -> Path:
@@ -83,3 +83,21 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
         with pytest.raises(LmisaError, match="not a folder"):
             prepare_run_dir(afile, resume=resume)
     assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, r"split\.json: not found"),
+    ('{"source_train": ["a"]}', r'split\.json: "source_val" must be a list of case names'),
+    ('{"source_train": ["a"], "source_val": ["b"], "target_train": "c"}', r'"target_train" must be a list'),
+    ("{", r"split\.json: invalid JSON"),
+])
+def test_a_runs_split_that_cannot_be_used_is_named(tmp_path: Path, content: str | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / "split.json").write_text(content)
+    with pytest.raises(LmisaError, match=message):
+        read_run_split(tmp_path)
+
+
+def test_a_runs_split_without_target_cases_is_read(tmp_path: Path) -> None:
+    (tmp_path / "split.json").write_text('{"source_train": ["a"], "source_val": ["b"], "source": "/d"}')
+    assert read_run_split(tmp_path)["source_val"] == ["b"]

@@ -20,6 +20,7 @@ def preprocess(
     input_kind: str = typer.Option("mlngm", "--input", help="mlngm or raw (normalised intensities)."),
     levels: int = typer.Option(4, "--levels", help="MLNGM levels."),
     no_labels: bool = typer.Option(False, "--no-labels", help="Do not read labels (a target domain)."),
+    # "at most 8" is lmisa.preprocess.MAX_CACHE_WORKERS, written out: importing it would load torch for --help
     workers: Optional[int] = typer.Option(None, "--workers", "-j",
                                           help="Processes; default: the usable cores, at most 8."),
 ) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from lmisa.config import Config, apply_variant, read_config_mapping
 from lmisa.errors import LmisaError
-from lmisa.io import read_json_object, write_text_atomic
+from lmisa.io import write_text_atomic
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def _train(source, target, out, config, variant, dims, device, resume, progress,
 
 
 def _train_holding(source, target, out, config, variant, dims, device, resume, progress, overrides, ctx, held) -> Path:
-    from lmisa.preprocess import Plans
+    from lmisa.preprocess import load_plans
     from lmisa.training import run as runfiles
     from lmisa.training.data import check_training_inputs, prepare_training_data
     from lmisa.training.trainer import resolve_device
@@ -171,8 +171,8 @@ def _train_holding(source, target, out, config, variant, dims, device, resume, p
         cfg = Config.load(run_dir / runfiles.CONFIG, saved_run=True)  # keys added since: as it trained
         if device is not None:
             cfg.train.device = device
-        split = read_json_object(run_dir / runfiles.SPLIT)
-        saved_plans = Plans.from_json((run_dir / runfiles.PLANS).read_text())
+        split = runfiles.read_run_split(run_dir)
+        saved_plans = load_plans(run_dir / runfiles.PLANS)
         check_training_inputs(cfg, source, target)  # on every rank, before any barrier
     else:
         cfg = check_run(source, target, config, variant, dims, device, overrides, device_check=ctx is None)

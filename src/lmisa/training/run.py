@@ -29,7 +29,7 @@ except ImportError:  # not POSIX: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
 from lmisa.errors import LmisaError
-from lmisa.io import write_text_atomic
+from lmisa.io import read_json_object, write_text_atomic
 
 CONFIG = "config.yaml"
 PLANS = "plans.json"
@@ -43,6 +43,20 @@ BEST = "best.pt"
 DONE = "DONE"
 HARDWARE = "hardware.txt"
 PARAMS = "params.json"
+
+
+def read_run_split(run_dir: Path) -> dict[str, Any]:
+    """A run's ``split.json``: its case lists (and the data sets it trained on). LmisaError naming the file when it
+    is missing, damaged or lacks a case list, rather than a KeyError deep in training."""
+    path = run_dir / SPLIT
+    if not path.is_file():
+        raise LmisaError(f"{path}: not found (every run folder has one; was it moved or deleted?)")
+    split = read_json_object(path)
+    for key in ("source_train", "source_val", "target_train"):
+        names = split.get(key, [] if key == "target_train" else None)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise LmisaError(f'{path}: "{key}" must be a list of case names')
+    return split
 
 
 def default_run_dir(source: Path, target: Path | None, variant: str, root: Path = Path("runs")) -> Path:
