@@ -47,15 +47,18 @@ def phantom_pair(direction: str, seed: int) -> tuple[Path, Path, Path]:
     pair = PHANTOMS / "runs" / f"{direction}_seed{seed}" / "self_train"
     phantoms = PHANTOMS / "phantoms" / {"CT2MR": "MR", "MR2CT": "CT"}[direction]
     data = PREDICTIONS / "phantom_data" / f"{direction}_seed{seed}"
-    if not data.is_dir():
+    if not data.is_dir():  # made whole, then renamed: an interrupted one is made again
+        partial = data.with_name(data.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
         for sub in ("imagesTr", "labelsTr"):
-            (data / sub).mkdir(parents=True)
+            (partial / sub).mkdir(parents=True)
         for m in (pair / "pseudo_labels").glob("*.nii.gz"):
             case = m.name.removesuffix(".nii.gz")
-            (data / "imagesTr" / f"{case}_0000.nii.gz").symlink_to((phantoms / "imagesTr" / f"{case}_0000.nii.gz")
-                                                                  .resolve())
-            (data / "labelsTr" / m.name).symlink_to((phantoms / "labelsTr" / m.name).resolve())
-        (data / "dataset.json").symlink_to((phantoms / "dataset.json").resolve())
+            image = f"{case}_0000.nii.gz"
+            (partial / "imagesTr" / image).symlink_to((phantoms / "imagesTr" / image).resolve())
+            (partial / "labelsTr" / m.name).symlink_to((phantoms / "labelsTr" / m.name).resolve())
+        (partial / "dataset.json").symlink_to((phantoms / "dataset.json").resolve())
+        partial.rename(data)
     return pair / "pseudo_labels", data, pair / "run"
 
 
@@ -79,10 +82,10 @@ def maps_dice(maps: Path, data: Path, reference: Path | None = None) -> dict[str
     """Mean and per-organ Dice of ``maps`` against ``data/labelsTr`` (or ``reference``), per protocol."""
     out = {}
     for protocol in PROTOCOLS:
-        work = Path(tempfile.mkdtemp())
-        evaluate_folders(maps, reference or data / "labelsTr", labels=data / "dataset.json", out_dir=work,
-                         protocol=protocol, progress=False)
-        summary = json.loads((work / "summary.json").read_text())
+        with tempfile.TemporaryDirectory() as work:
+            evaluate_folders(maps, reference or data / "labelsTr", labels=data / "dataset.json", out_dir=work,
+                             protocol=protocol, progress=False)
+            summary = json.loads((Path(work) / "summary.json").read_text())
         out[protocol] = {"dice": summary["mean_over_structures"]["dice"]["mean"],
                          "per_organ": {o: v["dice"]["mean"] for o, v in summary["per_structure"].items()}}
     return out
@@ -91,9 +94,13 @@ def maps_dice(maps: Path, data: Path, reference: Path | None = None) -> dict[str
 def test_dice(path: Path, name: str, self_trained: bool) -> dict[str, float]:
     """The test Dice per protocol of the run behind ``name`` (its variant and seed) in a benchmark results file."""
     seed = int(name.rsplit("seed", 1)[1])
+    direction = {"MR2CT": "MR->CT", "CT2MR": "CT->MR"}[name.split("_", 1)[0]]
     variant = "source_only" if self_trained else name.split("_", 1)[1].rsplit("_seed", 1)[0]
-    rows = json.loads(path.read_text())
-    return {r["protocol"]: r["dice_mean"] for r in rows if r["variant"] == variant and r["seed"] == seed}
+    rows = [r for r in json.loads(path.read_text())
+            if (r["direction"], r["variant"], r["seed"]) == (direction, variant, seed)]
+    if len(rows) != len(PROTOCOLS):
+        raise SystemExit(f"{path}: {len(rows)} rows for {direction} {variant} seed {seed}, expected one a protocol")
+    return {r["protocol"]: r["dice_mean"] for r in rows}
 
 
 def both(dice: dict[str, float]) -> str:
