@@ -77,6 +77,16 @@ def table(recipes: dict[str, tuple[str, str]], gains: list[tuple[str, str]], dir
             total += len(ca)
         seed_wins = sum(dice(a, s)[0] > dice(b, s)[0] for s in seeds)
         lines.append(f"{a} over {b}: {seed_wins} of {len(seeds)} seeds, {wins} of {total} cases (organ slices)")
+    lines.append("")
+    lines.append("per seed: per organ on organ slices | whole volume; " + " / ".join(ERRORS) + " (organ slices)")
+    for n in names:
+        for s in seeds:
+            organ_slices, volume = got[n, s, "organ_slices"], got[n, s, "volume"]
+            errors = " / ".join(f"{statistics.mean(e[k] for e in organ_slices['errors_pct'].values()):.1f}"
+                                for k in ERRORS)
+            per_organ = [", ".join(f"{r['dice'][o]:.1f}" for o in organs) for r in (organ_slices, volume)]
+            lines.append(f"{n} seed {s}: {per_organ[0]} | {per_organ[1]}; {errors}")
+    lines.append("")
     for n in names:
         walls = [got[n, s, "organ_slices"]["wall_s"] for s in seeds]
         device = got[n, seeds[0], "organ_slices"]["device"]
@@ -92,6 +102,11 @@ def main() -> None:
     parser.add_argument("--gain", nargs=2, action="append", default=[], metavar=("RECIPE", "OVER"))
     args = parser.parse_args()
     recipes = {name: (path, variant) for name, path, variant in args.recipe}
+    if len(recipes) != len(args.recipe):
+        parser.error("each --recipe needs a name of its own")
+    for pair in args.gain:
+        if not set(pair) <= set(recipes):
+            parser.error(f"--gain {' '.join(pair)}: name recipes given with --recipe ({', '.join(recipes)})")
     print(table(recipes, [tuple(g) for g in args.gain], args.direction, args.seeds))
 
 
