@@ -28,3 +28,19 @@ def test_the_demo_runs_end_to_end_and_a_second_call_reuses_its_runs(tmp_path: Pa
     before = checkpoint.stat().st_mtime_ns
     again = run_demo(tmp_path / "demo", cases=8, settings=TINY, progress=False)
     assert again.rows == result.rows and checkpoint.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", r"split\.json: invalid JSON"),
+    ('{"source": ["a"], "target": "b", "test": []}', r'split\.json: not the split of an lmisa demo \("target"'),
+])
+def test_a_damaged_demo_split_is_named_before_any_work(tmp_path: Path, content: str, message: str) -> None:
+    from lmisa.errors import LmisaError
+
+    out = tmp_path / "demo"
+    (out / "phantoms" / "T1").mkdir(parents=True)
+    (out / "phantoms" / "T1" / "dataset.json").write_text("{}")  # as if written: no phantoms are made
+    (out / "split.json").write_text(content)
+    with pytest.raises(LmisaError, match=message):
+        run_demo(out, cases=8, settings=TINY, progress=False)
+    assert (out / "split.json").read_text() == content

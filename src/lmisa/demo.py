@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lmisa.datasets import link_subset
-from lmisa.io import write_text_atomic
+from lmisa.errors import LmisaError
+from lmisa.io import read_json_object, write_text_atomic
 
 DEMO_SETTINGS: dict[str, Any] = {
     "data": {"spacing": [3.5, 3.5], "size": [96, 96]},
@@ -37,6 +38,20 @@ class DemoSplit:
     source: list[str]
     target: list[str]
     test: list[str]
+
+
+def _demo_split(path: Path, cases: int) -> DemoSplit:
+    """The split of an earlier call in this folder (so that a second call goes on with the same cases), else a new
+    one; LmisaError naming the file when it is not a demo's split."""
+    if not path.exists():
+        return split_phantom_cases(cases)
+    saved = read_json_object(path)
+    parts = {part: saved.get(part) for part in ("source", "target", "test")}
+    for part, names in parts.items():
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise LmisaError(f'{path}: not the split of an lmisa demo ("{part}" is no list of case names); remove '
+                             "it to start the demo again in this folder")
+    return DemoSplit(**parts)
 
 
 @dataclass
@@ -95,7 +110,7 @@ def run_demo(
     if not (phantoms / "T1" / "dataset.json").exists():
         console.print(f"[bold]1/4[/] writing {cases} phantom anatomies (CT-like, MR-like, T1-like) to {phantoms}")
         write_phantom_datasets(phantoms, cases=cases, seed=seed)
-    split = DemoSplit(**json.loads((out / "split.json").read_text())) if (out / "split.json").exists() else split_phantom_cases(cases)
+    split = _demo_split(out / "split.json", cases)
     write_text_atomic(out / "split.json", json.dumps(split.__dict__, indent=2))
     data = out / "data"
     source = link_subset(phantoms / "CT", data / "CT_source", split.source)
@@ -128,7 +143,7 @@ def run_demo(
             summary_path = pred_dir / "summary.json"
             if not summary_path.exists():
                 evaluate_folders(pred_dir, test_root, progress=False)
-            result.rows.append(_summary_row(json.loads(summary_path.read_text()), variant, test_name))
+            result.rows.append(_summary_row(read_json_object(summary_path), variant, test_name))
     console.print("[bold]4/4[/] writing the visual report")
     result.report = out / "report" / "index.html"
     if not result.report.exists():  # a second call keeps the first call's report
