@@ -38,9 +38,9 @@ def test_a_damaged_demo_split_is_named_before_any_work(tmp_path: Path, content: 
     from lmisa.errors import LmisaError
 
     out = tmp_path / "demo"
-    (out / "phantoms" / "T1").mkdir(parents=True)
-    (out / "phantoms" / "T1" / "dataset.json").write_text("{}")  # as if written: no phantoms are made
+    out.mkdir()
     (out / "split.json").write_text(content)
     with pytest.raises(LmisaError, match=message):
         run_demo(out, cases=8, settings=TINY, progress=False)
     assert (out / "split.json").read_text() == content
+    assert sorted(p.name for p in out.iterdir()) == ["split.json"]  # no phantoms written first

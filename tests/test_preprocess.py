@@ -99,9 +99,9 @@ def test_the_cache_builds_with_a_worker_per_usable_core(tmp_path, monkeypatch, c
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"spacing": [1, 1]}', r"plans\.json: not the plans\.json of an lmisa run or cache \(KeyError"),
+    ('{"spacing": [1, 1]}', r"plans\.json: not the plans\.json of an lmisa run or cache \(TypeError: .*'size'"),
     ('{"spacing": [1, 1], "size": [8, 8], "clip_percentiles": [1, 99], "labels": "liver"}', '"labels" must map'),
-    ('{"spacing": [1, 1], "size": [8, 8], "clip_percentiles": [1, 99], "mine": 1}', r"\(TypeError"),
+    ('{"spacing": [1, 1], "size": [8, 8], "mine": 1}', r"keys this lmisa does not know: mine \(written by a newer"),
     (None, r"plans\.json: not found"),
 ])
 def test_plans_that_cannot_be_read_name_the_file(tmp_path, content: str | None, message: str) -> None:
@@ -115,3 +115,13 @@ def test_plans_that_cannot_be_read_name_the_file(tmp_path, content: str | None, 
     plans = Plans(spacing=(1.5, 1.5), size=(16, 16), labels={"background": 0, "organ": 1})
     (tmp_path / "plans.json").write_text(plans.to_json())
     assert load_plans(tmp_path / "plans.json") == plans
+
+
+def test_plans_written_before_a_field_existed_take_its_default(tmp_path) -> None:
+    from lmisa.preprocess import load_plans
+
+    (tmp_path / "plans.json").write_text('{"spacing": [1.5, 1.5], "size": [16, 16], "input": "mlngm", '
+                                         '"mlngm_levels": 4, "labels": {"background": 0, "liver": 1}}')
+    plans = load_plans(tmp_path / "plans.json")
+    assert plans == Plans(spacing=(1.5, 1.5), size=(16, 16), labels={"background": 0, "liver": 1})
+    assert plans.dims == 2 and plans.axis_codes is None and plans.organ_extent_mm == {}

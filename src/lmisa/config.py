@@ -289,7 +289,7 @@ def read_config_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise LmisaError(f"{path}: config file not found")
-    return _yaml_mapping(path.read_text(), str(path))
+    return _yaml_mapping(path.read_text(encoding="utf-8"), str(path))
 
 
 def _as_trained(cfg: Config, saved: dict[str, Any]) -> Config:

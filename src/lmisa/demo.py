@@ -49,7 +49,7 @@ def _demo_split(path: Path, cases: int) -> DemoSplit:
     parts = {part: saved.get(part) for part in ("source", "target", "test")}
     for part, names in parts.items():
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-            raise LmisaError(f'{path}: not the split of an lmisa demo ("{part}" is no list of case names); remove '
+            raise LmisaError(f'{path}: not the split of an lmisa demo ("{part}" is not a list of case names); remove '
                              "it to start the demo again in this folder")
     return DemoSplit(**parts)
 
@@ -107,10 +107,10 @@ def run_demo(
     os.environ.setdefault("LMISA_CACHE", str(out / "cache"))
     settings = settings or DEMO_SETTINGS
     phantoms = out / "phantoms"
+    split = _demo_split(out / "split.json", cases)
     if not (phantoms / "T1" / "dataset.json").exists():
         console.print(f"[bold]1/4[/] writing {cases} phantom anatomies (CT-like, MR-like, T1-like) to {phantoms}")
         write_phantom_datasets(phantoms, cases=cases, seed=seed)
-    split = _demo_split(out / "split.json", cases)
     write_text_atomic(out / "split.json", json.dumps(split.__dict__, indent=2))
     data = out / "data"
     source = link_subset(phantoms / "CT", data / "CT_source", split.source)

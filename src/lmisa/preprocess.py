@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -90,11 +90,16 @@ class Plans:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Plans":
+        """Plans from their JSON form; plans written before a field existed take its default."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"keys this lmisa does not know: {', '.join(unknown)} (written by a newer lmisa?)")
         data = dict(data)
         if not isinstance(data.get("labels", {}), dict):
             raise TypeError('"labels" must map names to values')
         for key in ("spacing", "size", "clip_percentiles"):
-            data[key] = tuple(data[key])
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def target_shape(self, shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
@@ -126,7 +131,7 @@ class PreparedVolume:
 
 def load_plans(path: Path) -> Plans:
     """The plans saved in ``path`` (a run's or a cache's ``plans.json``); LmisaError naming the file when it is
-    unreadable or holds no lmisa plans."""
+    missing, damaged, lacks a field without a default, or holds keys this lmisa does not know."""
     data = read_json_object(path)
     try:
         return Plans.from_dict(data)
@@ -313,9 +318,9 @@ def check_cache_dir(out_dir: Path, plans: Plans, names: Iterable[str], with_labe
     except LmisaError as exc:
         raise LmisaError(f"{exc}; choose another folder") from None
     if saved.cache_key() != plans.cache_key():
-        fields = ("spacing", "size", "input", "mlngm_levels", "clip_percentiles", "dims", "spacing_z")
+        keyed = ("spacing", "size", "input", "mlngm_levels", "clip_percentiles", "dims", "spacing_z")
         differ = "; ".join(f"{k} {getattr(saved, k)} there, {getattr(plans, k)} now"
-                           for k in fields if getattr(saved, k) != getattr(plans, k))
+                           for k in keyed if getattr(saved, k) != getattr(plans, k))
         raise LmisaError(f"{saved_path}: this folder was cached with other settings ({differ or 'version'}); "
                          "choose another folder")
     if cached:

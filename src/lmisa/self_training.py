@@ -43,7 +43,7 @@ __all__ = ["self_train", "base_settings", "base_run_data", "MAPS", "RUN", "RECOR
 
 def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
     """The source and target data sets a finished run trained on (its ``split.json``). Raises LmisaError naming
-    the file when the run is unfinished, had no target, or its data sets are gone."""
+    the file when the run is unfinished, had no target, its split.json is damaged, or its data sets are gone."""
     from lmisa.training import run as runfiles
 
     run_dir = Path(run_dir)

@@ -90,6 +90,7 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     ('{"source_train": ["a"]}', r'split\.json: "source_val" must be a list of case names'),
     ('{"source_train": ["a"], "source_val": ["b"], "target_train": "c"}', r'"target_train" must be a list'),
     ("{", r"split\.json: invalid JSON"),
+    ('{"source_train": [1], "source_val": []}', r'"source_train" must be a list of case names'),
 ])
 def test_a_runs_split_that_cannot_be_used_is_named(tmp_path: Path, content: str | None, message: str) -> None:
     if content is not None:
