@@ -601,11 +601,16 @@ def load_split(path: str | os.PathLike) -> dict[str, list[str]]:
     return {k: list(v) for k, v in split.items()}
 
 
+def is_case_list(value: object) -> bool:
+    """Whether ``value`` is a list of case names, as split files hold them."""
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
 def _validate_split(split: object, path: Path) -> None:
     if not isinstance(split, dict) or not {"train", "val"} <= set(split):
         raise LmisaError(f'{path}: a split must be an object with "train" and "val" lists')
     for k, v in split.items():
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        if not is_case_list(v):
             raise LmisaError(f'{path}: split "{k}" must be a list of case names')
     seen: dict[str, str] = {}
     for k, v in split.items():

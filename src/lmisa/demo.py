@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lmisa.datasets import link_subset
+from lmisa.datasets import is_case_list, link_subset
 from lmisa.errors import LmisaError
 from lmisa.io import read_json_object, write_text_atomic
 
@@ -48,7 +48,7 @@ def _demo_split(path: Path, cases: int) -> DemoSplit:
     saved = read_json_object(path)
     parts = {part: saved.get(part) for part in ("source", "target", "test")}
     for part, names in parts.items():
-        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        if not is_case_list(names):
             raise LmisaError(f'{path}: not the split of an lmisa demo ("{part}" is not a list of case names); remove '
                              "it to start the demo again in this folder")
     return DemoSplit(**parts)

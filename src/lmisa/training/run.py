@@ -28,6 +28,7 @@ try:
 except ImportError:  # not POSIX: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
+from lmisa.datasets import is_case_list
 from lmisa.errors import LmisaError
 from lmisa.io import read_json_object, write_text_atomic
 
@@ -54,7 +55,7 @@ def read_run_split(run_dir: Path) -> dict[str, Any]:
     split = read_json_object(path)
     for key in ("source_train", "source_val", "target_train"):
         names = split.get(key, [] if key == "target_train" else None)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not is_case_list(names):
             raise LmisaError(f'{path}: "{key}" must be a list of case names')
     return split
 
