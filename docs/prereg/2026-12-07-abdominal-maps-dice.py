@@ -138,8 +138,10 @@ def main() -> None:
         maps = statistics.mean(r["maps"]["organ_slices"]["dice"] for r in rows)
         base = statistics.mean(r["base_test"]["organ_slices"] for r in rows)
         selfed = statistics.mean(r["self_trained_test"]["organ_slices"] for r in rows)
+        # the reading written first knew "above" (+2.0 or more) and "about" (within 2.0); "below" added after CT -> MR
+        reading = "above" if selfed - maps >= 2.0 else "below" if selfed - maps <= -2.0 else "about"
         print(f"{prefix} mean of {len(rows)}: maps {maps:.1f}, base test {base:.1f}, self-trained test {selfed:.1f}: "
-              f"{'above' if selfed - maps >= 2.0 else 'about'} its maps ({selfed - maps:+.1f})")
+              f"{reading} its maps ({selfed - maps:+.1f})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
