@@ -36,10 +36,15 @@ def test_yaml_roundtrip_and_partial_files(tmp_path: Path) -> None:
     ("loss: {seg: focal}", "not one of"),
     ("[1, 2]", "mapping"),
     ("train: {epochs: [", "invalid YAML"),
+    ("data: {size: [96, 96, 1]}", r"data\.size: expected 2 values"),
 ])
 def test_bad_config_is_one_clear_error(text: str, msg: str) -> None:
     with pytest.raises(LmisaError, match=msg):
         Config.from_yaml_text(text)
+
+
+def test_a_variable_length_tuple_takes_any_length() -> None:
+    assert Config.from_yaml_text("model: {widths: [8, 16, 32]}").model.widths == (8, 16, 32)
 
 
 def test_variants_switch_terms() -> None:

@@ -100,15 +100,19 @@ def test_the_cache_builds_with_a_worker_per_usable_core(tmp_path, monkeypatch, c
 
 @pytest.mark.parametrize("content, message", [
     ('{"spacing": [1, 1]}', r"plans\.json: not the plans\.json of an lmisa run or cache \(TypeError: .*'size'"),
-    ('{"spacing": [1, 1], "size": [8, 8], "clip_percentiles": [1, 99], "labels": "liver"}', '"labels" must map'),
+    ('{"spacing": [1, 1], "size": [8, 8], "clip_percentiles": [1, 99], "labels": "liver"}',
+     r"plans\.labels: expected a mapping, got 'liver'"),
     ('{"spacing": [1, 1], "size": [8, 8], "mine": 1}', r"keys this lmisa does not know: mine \(written by a newer"),
-    ('{"spacing": [1, 1], "size": [8.5, 8]}', r'"size" must be two whole numbers'),
-    ('{"spacing": "1mm", "size": [8, 8]}', r'"spacing" must be a list of two numbers'),
+    ('{"spacing": [1, 1], "size": [8.5, 8]}', r"plans\.size: expected an integer, got 8\.5"),
+    ('{"spacing": "1mm", "size": [8, 8]}', r"plans\.spacing: expected a list, got '1mm'"),
+    ('{"spacing": [1, 1, 1], "size": [8, 8]}', r"plans\.spacing: expected 2 values, got \[1, 1, 1\]"),
     ('{"spacing": [1, 1], "size": [8, 8], "input": "ct"}', r'"input" must be "mlngm" or "raw"'),
     ('{"spacing": [1, 1], "size": [8, 8], "dims": 4}', r'"dims" must be 2 or 3'),
-    ('{"spacing": [1, 1], "size": [8, 8], "mlngm_levels": "4"}', r'"mlngm_levels" must be a whole number'),
-    ('{"spacing": [1, 1], "size": [8, 8], "labels": {"liver": "1"}}', r'"labels" must map names to integer'),
-    ('{"spacing": [1, 1], "size": [8, 8], "axis_codes": 3}', r'"axis_codes" must be text'),
+    ('{"spacing": [1, 1], "size": [8, 8], "mlngm_levels": "4"}', r"plans\.mlngm_levels: expected an integer, got '4'"),
+    ('{"spacing": [1, 1], "size": [8, 8], "context_slices": -1}', r'"context_slices" must be a whole number >= 0'),
+    ('{"spacing": [1, 1], "size": [8, 8], "labels": {"liver": "1"}}', r"plans\.labels\.liver: expected an integer"),
+    ('{"spacing": [1, 1], "size": [8, 8], "organ_extent_mm": {"liver": "x"}}', r"plans\.organ_extent_mm\.liver: expected a number"),
+    ('{"spacing": [1, 1], "size": [8, 8], "axis_codes": 3}', r"plans\.axis_codes: expected a string, got 3"),
     (None, r"plans\.json: not found"),
 ])
 def test_plans_that_cannot_be_read_name_the_file(tmp_path, content: str | None, message: str) -> None:

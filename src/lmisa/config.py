@@ -261,7 +261,7 @@ class Config:
     def from_dict(cls, data: dict[str, Any], where: str = "config", saved_run: bool = False) -> "Config":
         """``saved_run``: ``data`` is a run's saved configuration; keys added since it was saved take the
         value that run trained with, not today's default (see :func:`_as_trained`)."""
-        cfg = _from_dict(cls, data or {}, where)
+        cfg = dataclass_from_dict(cls, data or {}, where)
         return _as_trained(cfg, data or {}) if saved_run else cfg
 
     @classmethod
@@ -361,7 +361,9 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+def dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """``cls`` built from its plain (YAML/JSON) form, each value checked against the field's type hint
+    (numbers, integers, text, Literal choices, fixed-length tuples, mappings); LmisaError naming ``where.field``."""
     if not isinstance(data, dict):
         raise LmisaError(f"{where}: expected a mapping for {cls.__name__}")
     hints = get_type_hints(cls)
@@ -377,7 +379,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, where)
+        return dataclass_from_dict(tp, value, where)
     origin, args = get_origin(tp), get_args(tp)
     if value is None and type(None) in args:
         return None
@@ -388,8 +390,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is tuple or (origin is None and tp is tuple):
         if not isinstance(value, (list, tuple)):
             raise LmisaError(f"{where}: expected a list, got {value!r}")
+        if args and args[-1] is not Ellipsis:  # tuple[X, Y]: exactly one value per position
+            if len(value) != len(args):
+                raise LmisaError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_coerce(t, v, where) for t, v in zip(args, value))
         inner = args[0] if args else Any
         return tuple(_coerce(inner, v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise LmisaError(f"{where}: expected a mapping, got {value!r}")
+        key_type, value_type = args or (Any, Any)
+        return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
     if args and type(None) in args:  # Optional[X]
         inner = next(a for a in args if a is not type(None))
         return _coerce(inner, value, where)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmisa.config import dataclass_from_dict
 from lmisa.cores import usable_cores
 from lmisa.errors import LmisaError
 from lmisa.io import (
@@ -38,14 +39,6 @@ from lmisa.io import (
 )
 
 CACHE_VERSION = 1
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -99,37 +92,19 @@ class Plans:
     @classmethod
     def from_dict(cls, data: dict) -> "Plans":
         """Plans from their JSON form; plans written before a field existed take its default; a field of the
-        wrong type or value is a TypeError/ValueError naming it (a hand-edited plans.json fails here, not mid-run)."""
+        wrong type or value is an error naming it (a hand-edited plans.json fails here, not mid-run)."""
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise TypeError(f"keys this lmisa does not know: {', '.join(unknown)} (written by a newer lmisa?)")
-        data = dict(data)
-        labels = data.get("labels", {})
-        if not isinstance(labels, dict) or not all(_is_int(v) for v in labels.values()):
-            raise TypeError('"labels" must map names to integer values')
-        for key in ("spacing", "size", "clip_percentiles"):
-            if key in data:
-                pair = data[key]
-                if not (isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) for v in pair)):
-                    raise TypeError(f'"{key}" must be a list of two numbers, not {pair!r}')
-                data[key] = tuple(pair)
-        if not all(_is_int(v) for v in data.get("size", ())):
-            raise TypeError(f'"size" must be two whole numbers, not {list(data["size"])!r}')
-        if data.get("input", "mlngm") not in ("mlngm", "raw"):
-            raise ValueError(f'"input" must be "mlngm" or "raw", not {data["input"]!r}')
-        if not _is_int(data.get("dims", 2)) or data.get("dims", 2) not in (2, 3):
-            raise ValueError(f'"dims" must be 2 or 3, not {data["dims"]!r}')
+        plans = dataclass_from_dict(cls, data, "plans")
+        if plans.input not in ("mlngm", "raw"):
+            raise ValueError(f'"input" must be "mlngm" or "raw", not {plans.input!r}')
+        if plans.dims not in (2, 3):
+            raise ValueError(f'"dims" must be 2 or 3, not {plans.dims!r}')
         for key in ("mlngm_levels", "context_slices"):
-            if not _is_int(data.get(key, 0)) or data.get(key, 0) < 0:
-                raise TypeError(f'"{key}" must be a whole number >= 0, not {data[key]!r}')
-        if data.get("spacing_z") is not None and not _is_number(data["spacing_z"]):
-            raise TypeError(f'"spacing_z" must be a number or null, not {data["spacing_z"]!r}')
-        extents = data.get("organ_extent_mm", {})
-        if not isinstance(extents, dict) or not all(_is_number(v) for v in extents.values()):
-            raise TypeError('"organ_extent_mm" must map organ names to numbers')
-        if not isinstance(data.get("axis_codes", ""), (str, type(None))):
-            raise TypeError(f'"axis_codes" must be text such as "LAS" or null, not {data["axis_codes"]!r}')
-        return cls(**data)
+            if getattr(plans, key) < 0:
+                raise ValueError(f'"{key}" must be a whole number >= 0, not {getattr(plans, key)!r}')
+        return plans
 
     def target_shape(self, shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
         """Grid size after resampling a ``(Z, Y, X)`` volume of ``spacing`` (z kept without ``spacing_z``)."""
@@ -164,7 +139,7 @@ def load_plans(path: Path) -> Plans:
     data = read_json_object(path)
     try:
         return Plans.from_dict(data)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (LmisaError, ValueError, TypeError, KeyError) as exc:
         raise LmisaError(f"{path}: not the plans.json of an lmisa run or cache ({type(exc).__name__}: {exc})") from None
 
 
