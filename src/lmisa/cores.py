@@ -1,4 +1,4 @@
-"""The CPU cores this process may use.
+"""The CPU this process runs on: its model and the cores it may use.
 
 ``os.cpu_count()`` counts the machine's cores; a process pinned by ``taskset`` or given a share of a
 node by a batch scheduler may run on fewer. Thread and worker counts sized from the machine's count
@@ -11,6 +11,10 @@ one worker per usable core, at most 8); a run's ``hardware.txt`` reports it.
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def usable_cores() -> int:
@@ -29,3 +33,21 @@ def describe_cores() -> str:
     """``"N cores"``, or ``"N of M cores"`` when the affinity leaves this process fewer than the machine has."""
     usable, total = usable_cores(), os.cpu_count() or 1
     return f"{usable} cores" if usable >= total else f"{usable} of {total} cores"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere what ``platform`` knows), so that a run's
+    ``hardware.txt`` tells CPUs apart whose bf16 kernels differ: the same seed trained MR -> CT on an AMX Xeon and on
+    another CPU of this project's machines gave 0.3 and 1.3 points apart (docs/RESULTS.md 2am).
+
+    >>> isinstance(cpu_model(), str) and cpu_model() != ""
+    True
+    """
+    try:
+        for line in CPUINFO.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

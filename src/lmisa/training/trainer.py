@@ -73,13 +73,17 @@ def describe_device(device: torch.device | str) -> str:
     """One line naming the hardware a run used (written to RUN/hardware.txt)."""
     import platform
 
-    from lmisa.cores import describe_cores
+    from lmisa.cores import cpu_model, describe_cores
+    from lmisa.precision import cpu_bf16_instructions
 
     device = torch.device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return f"{name}, {describe_cores()} (CPU), torch {torch.__version__}"
-    return f"CPU {platform.machine()}, {describe_cores()} ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
+        return f"{name}, {cpu_model()}, {describe_cores()} (CPU), torch {torch.__version__}"
+    bf16 = cpu_bf16_instructions()
+    isa = f"{platform.machine()}, bf16 through {bf16}" if bf16 else platform.machine()
+    return (f"CPU {cpu_model()} ({isa}), {describe_cores()} ({torch.get_num_threads()} torch threads), "
+            f"torch {torch.__version__}")
 
 
 class Trainer:
