@@ -38,7 +38,7 @@ def describe_cores() -> str:
 def cpu_model() -> str:
     """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere what ``platform`` knows), so that a run's
     ``hardware.txt`` tells CPUs apart whose bf16 kernels differ: three MR -> CT seeds trained again on an AMX Xeon
-    moved by -0.4 to +1.3 points against their records from a CPU their hardware line did not name, while two runs of
+    moved by -0.4 to +1.3 points against their records from another session, whose hardware line named no CPU model, while two runs of
     one seed on one CPU gave the same losses (docs/RESULTS.md 2am).
 
     >>> isinstance(cpu_model(), str) and cpu_model() != ""
