@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_RUN
 from lmisa.config import Config
 from lmisa.errors import LmisaError
-from lmisa.self_training import MAPS, RECORD, RUN, base_settings, self_train
-from lmisa.training import resolve_config
+from lmisa.self_training import MAPS, RECORD, RUN, base_run_data, base_settings, self_train
+from lmisa.training import resolve_config, train
 from lmisa.training.trainer import Trainer
 
 
@@ -94,7 +95,7 @@ def test_self_train_refuses_what_it_cannot_continue(finished_run: Path, tmp_path
 
 
 def test_the_maps_are_made_where_the_new_run_trains(finished_run: Path, tmp_path: Path, monkeypatch) -> None:
-    import lmisa.predict
+    import lmisa.ensemble
 
     seen = []
 
@@ -102,8 +103,54 @@ def test_the_maps_are_made_where_the_new_run_trains(finished_run: Path, tmp_path
         seen.append(device)
         raise KeyboardInterrupt  # stop before predicting or training
 
-    monkeypatch.setattr(lmisa.predict, "load_run", record_device)
+    monkeypatch.setattr(lmisa.ensemble, "load_run", record_device)
     for out, device in ((tmp_path / "a", None), (tmp_path / "b", "cuda:1")):
         with pytest.raises(KeyboardInterrupt):
             self_train(finished_run, out, device=device, progress=False)
     assert seen == ["cpu", "cuda:1"]  # the base run's train.device (TINY_RUN), else --device
+
+
+def test_several_runs_label_the_target_together_and_the_first_gives_the_config(
+    finished_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import lmisa.ensemble
+
+    source, target = base_run_data(finished_run)
+    tiny_seed1 = dict(TINY_RUN, train=dict(TINY_RUN["train"], seed=1))
+    second = train(source, target, out=tmp_path / "base_seed1", variant="no_recon", overrides=tiny_seed1,
+                   progress=False)
+    loaded = []
+    original = lmisa.ensemble.load_ensemble
+
+    def record_members(runs, which="best", device="auto"):
+        loaded.append([Path(r) for r in runs])
+        return original(runs, which=which, device=device)
+
+    monkeypatch.setattr(lmisa.ensemble, "load_ensemble", record_members)
+    out = tmp_path / "ens_st"
+    run = self_train([finished_run, second], out, progress=False)
+    assert loaded == [[finished_run, second]] and (run / "DONE").is_file()
+    assert len(list((out / MAPS).iterdir())) == 2
+    assert Config.load(run / "config.yaml").train.seed == Config.load(finished_run / "config.yaml").train.seed == 0
+    record = json.loads((out / RECORD).read_text())
+    assert record["ensemble"] == [str(finished_run.resolve()), str(second.resolve())]
+    with pytest.raises(LmisaError, match=f"{out / RECORD}: this folder self-trains source_only from \\["):
+        self_train(finished_run, out)  # one of the runs alone: other maps
+    with pytest.raises(LmisaError, match=f"{out / RECORD}: this folder self-trains"):
+        self_train([second, finished_run], out)  # another first run: another config
+
+
+def test_runs_of_another_target_or_none_are_refused(finished_run: Path, tmp_path: Path, nnunet_factory) -> None:
+    from conftest import TWO_ORGANS
+
+    source, _ = base_run_data(finished_run)
+    other_target = nnunet_factory("tgt2", n_cases=2, shape=(4, 20, 20), labels=TWO_ORGANS, seed=2)
+    other = train(source, other_target, out=tmp_path / "other", variant="source_only", overrides=TINY_RUN,
+                  progress=False)
+    with pytest.raises(LmisaError, match=f"{other}: trained on .* must share one source and one target"):
+        self_train([finished_run, other], tmp_path / "st")
+    with pytest.raises(LmisaError, match="given twice"):
+        self_train([finished_run, finished_run], tmp_path / "st2")
+    with pytest.raises(LmisaError, match="no base run given"):
+        self_train([], tmp_path / "st3")
+    assert not (tmp_path / "st").exists() and not (tmp_path / "st3").exists()

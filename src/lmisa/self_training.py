@@ -7,10 +7,13 @@ commands whose outputs must line up: predict the target's training images with t
 same data and config with those maps. Here it is one, and running it again after an interruption continues where
 it stopped: maps already written are kept, a started run resumes.
 
+Several finished runs of one source and target (seeds, say) may label the images together: their ensemble's maps
+(``lmisa predict -m A -m B``), while the new run takes the first run's config and seed.
+
 Layout::
 
-    OUT/self_train.json   the base run, variant and maps this folder was made from (a second base is refused)
-    OUT/pseudo_labels/    the base run's maps of the target training images (``lmisa predict``, best checkpoint)
+    OUT/self_train.json   the base run(s), variant and maps this folder was made from (other bases are refused)
+    OUT/pseudo_labels/    the base run's (or ensemble's) maps of the target training images (best checkpoints)
     OUT/run/              the self-trained run: the base run's data, grid and schedule (:func:`base_settings`)
                           under ``variant`` (default ``source_only``, the recipe measured) with
                           ``data.pseudo_labels`` set; predict with ``-m OUT/run``
@@ -19,13 +22,14 @@ Example (a finished run in ``runs/ct2mr``)::
 
     from lmisa.self_training import self_train
     run = self_train("runs/ct2mr", "runs/ct2mr_st")   # runs/ct2mr_st/run
+    run = self_train(["runs/seed0", "runs/seed1", "runs/seed2"], "runs/ens_st")   # the three seeds' maps
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from lmisa.errors import LmisaError
 from lmisa.io import read_json_object, write_text_atomic
@@ -66,7 +70,7 @@ def base_run_data(run_dir: str | Path) -> tuple[Path, Path]:
 
 
 def self_train(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     out: str | Path,
     variant: str = DEFAULT_VARIANT,
     device: str | None = None,
@@ -75,9 +79,11 @@ def self_train(
     """Label the target's training images with the finished run ``run_dir``, then train ``variant`` on the same
     data and config with those maps as pseudo-labels; return the new run's folder, ``out/run``.
 
-    Running it again with the same arguments continues: maps already written are kept, a started run resumes
-    (its own saved config and maps), a finished one is returned as is. ``out`` records the base run and variant at
-    the first call, and another base or variant there is refused from then on (choose another ``out``).
+    ``run_dir`` may name several finished runs trained on one source and one target: their ensemble labels the
+    images, and the new run takes the first run's config (and so its seed). Running it again with the same
+    arguments continues: maps already written are kept, a started run resumes (its own saved config and maps), a
+    finished one is returned as is. ``out`` records the base run(s) and variant at the first call, and other bases
+    or another variant there are refused from then on (choose another ``out``).
     """
     from lmisa.config import LMISA_VARIANTS
     from lmisa.training import run as runfiles
@@ -86,14 +92,17 @@ def self_train(
     allowed = [v for v in LMISA_VARIANTS if v != "supervised"]  # supervised reads the target labels maps replace
     if variant not in allowed:
         raise LmisaError(f"--variant {variant}: self-training trains one of {', '.join(allowed)}")
-    run_dir, out = Path(run_dir), Path(out)
-    source, target = base_run_data(run_dir)
+    runs = [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(r) for r in run_dir]
+    if not runs:
+        raise LmisaError("no base run given: name at least one finished run of `lmisa train`")
+    out = Path(out)
+    source, target = _shared_data(runs)
     maps, new_run = out / MAPS, out / RUN
-    _claim(out, run_dir, variant)
+    _claim(out, runs, variant)
     if (new_run / runfiles.DONE).is_file():
         return new_run
-    settings = base_settings(run_dir)
-    _write_maps(run_dir, target, maps, device or settings.train.device, progress)  # where the new run trains
+    settings = base_settings(runs[0])
+    _write_maps(runs, target, maps, device or settings.train.device, progress)  # where the new run trains
     resume = (new_run / runfiles.CKPT_DIR / runfiles.LATEST).is_file()
     return train(
         source, target, out=new_run, config=None if resume else settings,
@@ -143,30 +152,46 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _claim(out: Path, run_dir: Path, variant: str) -> None:
-    """Record what ``out`` is made from, or check it was made from the same run and variant: maps of another run
+def _shared_data(runs: list[Path]) -> tuple[Path, Path]:
+    """The source and target data sets every run trained on; raises LmisaError naming the run that differs, since
+    an ensemble's maps of one target are trained beside one source."""
+    first = base_run_data(runs[0])
+    for run_dir in runs[1:]:
+        data = base_run_data(run_dir)
+        if [p.resolve() for p in data] != [p.resolve() for p in first]:
+            raise LmisaError(f"{run_dir}: trained on {data[0]} -> {data[1]}, {runs[0]} on {first[0]} -> {first[1]}; "
+                             "the runs that label the target together must share one source and one target")
+    return first
+
+
+def _claim(out: Path, runs: list[Path], variant: str) -> None:
+    """Record what ``out`` is made from, or check it was made from the same runs and variant: maps of other runs
     left in ``out`` would otherwise be kept and trained on."""
     record = out / RECORD
-    wanted = {"base_run": str(run_dir.resolve()), "variant": variant}
+    wanted: dict[str, Any] = {"base_run": str(runs[0].resolve()), "variant": variant,
+                              "ensemble": [str(r.resolve()) for r in runs] if len(runs) > 1 else None}
     if record.is_file():
         made = read_json_object(record)
         if {k: made.get(k) for k in wanted} != wanted:
-            raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {made.get('base_run')}; "
+            bases = made.get("ensemble") or made.get("base_run")
+            raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {bases}; "
                              "choose another --out")
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LmisaError(f"{out}: exists and is not an empty folder (no {RECORD}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(dict(wanted, maps=MAPS, run=RUN), indent=2) + "\n")
+    made = {k: v for k, v in wanted.items() if v is not None}
+    write_text_atomic(record, json.dumps(dict(made, maps=MAPS, run=RUN), indent=2) + "\n")
 
 
-def _write_maps(run_dir: Path, target: Path, maps: Path, device: str, progress: bool) -> None:
-    """The base run's maps of every target training image; those written before are kept."""
+def _write_maps(runs: list[Path], target: Path, maps: Path, device: str, progress: bool) -> None:
+    """The base run's (or the runs' ensemble's) maps of every target training image; those written before are kept."""
     from lmisa.datasets import Domain
-    from lmisa.predict import load_run, predict_path
+    from lmisa.ensemble import load_ensemble
+    from lmisa.predict import predict_path
 
     images = Domain.open(target).root / "imagesTr"
-    model = load_run(run_dir, which="best", device=device)
+    model = load_ensemble(runs, which="best", device=device)
     report = predict_path(model, images, maps, progress=progress)
     if report.failed:
         path, reason = report.failed[0]

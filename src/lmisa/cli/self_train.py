@@ -15,7 +15,10 @@ from lmisa.self_training import DEFAULT_VARIANT, MAPS
 @app.command("self-train")
 @user_errors
 def self_train(
-    model: Path = typer.Option(..., "--model", "-m", help="A finished run of `lmisa train` with a target data set."),
+    model: list[Path] = typer.Option(
+        ..., "--model", "-m",
+        help="A finished run of `lmisa train` with a target data set. Given several times (one source and target): "
+             "their ensemble's maps, and the first run's config and seed for the new run."),
     out: Path = typer.Option(
         ..., "--out", "-o",
         help=f"A new folder, or one an earlier call made (continued): OUT/{MAPS} (the run's maps of the target "
@@ -23,7 +26,8 @@ def self_train(
     variant: str = typer.Option(DEFAULT_VARIANT, "--variant", help="What trains on the maps (the recipe measured: source_only)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's)."),
 ) -> None:
-    """Self-train from a finished run: its maps of the target's training images become target labels of a new run.
+    """Self-train from a finished run: its maps (or several runs' ensembled maps) of the target's training images
+    become target labels of a new run.
 
     No target label is read. The same command continues after an interruption."""
     from lmisa.self_training import self_train as run_self_training
