@@ -2,6 +2,7 @@
 
     python benchmarks/self_training_phantoms.py --out bench_out/st_phantoms            # 5 seeds, both directions
     python benchmarks/self_training_phantoms.py --out bench_out/st_phantoms --directions "CT->MR" --seeds 0 1
+    python benchmarks/self_training_phantoms.py --out bench_out/st_phantoms_x6 --schedule 6 --seeds 0   # 2,400 steps
 
 Why: one round of self-training (``lmisa self-train``) gained on the abdominal target test in every run measured,
 but each of those gains was read on the benchmark's target labels after training, and no label-free rule has
@@ -17,6 +18,9 @@ test anatomies are disjoint (``lmisa.demo.split_phantom_cases``). Each pair's re
 ``OUT/pairs/<direction>_seed<k>.json``; a second call reuses finished runs and pairs, and the table and the rule
 cover every pair in ``OUT``, so two processes on different directions or seeds may share one ``OUT`` (the rule's
 are seeds 0-4: train other seeds into another ``OUT``). Outcome on 2026-12-07: NOT adopted (RESULTS 2ak).
+``--schedule K`` trains both runs of a pair K times as many epochs, the learning rate's steps stretched alike (the
+patients' self-training gains came at 7,200 steps, the phantoms' rule at 400); an ``OUT`` keeps the K it was
+made with (``OUT/schedule.json``), since a finished run of another length would be reused.
 """
 
 from __future__ import annotations
@@ -75,9 +79,33 @@ def test_dice(run: Path, test: Path, pred_dir: Path, device: str) -> float:
     return json.loads((pred_dir / "summary.json").read_text())["mean_over_structures"]["dice"]["mean"]
 
 
-def run_pair(out: Path, direction: str, seed: int, sets: tuple[Path, Path, Path], device: str) -> dict[str, Any]:
-    """The base ``lmisa`` run and its self-trained run for one direction and seed, scored on the test anatomies."""
+def schedule_settings(schedule: int) -> dict[str, Any]:
+    """The demo's settings (``lmisa.demo.DEMO_SETTINGS``) with ``schedule`` times the epochs and the learning rate's
+    steps as far apart in proportion."""
     from lmisa.demo import DEMO_SETTINGS
+
+    train = DEMO_SETTINGS["train"]
+    stretched = {"epochs": train["epochs"] * schedule}
+    if "lr_decay_every" in train:
+        stretched["lr_decay_every"] = train["lr_decay_every"] * schedule
+    return {**DEMO_SETTINGS, "train": {**train, **stretched}}
+
+
+def claim_schedule(out: Path, schedule: int) -> None:
+    """Record the schedule ``out`` is made with, or refuse another: its finished runs would be reused as they are."""
+    record = out / "schedule.json"
+    if record.exists():
+        made = json.loads(record.read_text())["schedule"]
+        if made != schedule:
+            raise SystemExit(f"{record}: this folder trains at --schedule {made}; choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"schedule": schedule}) + "\n")
+
+
+def run_pair(out: Path, direction: str, seed: int, sets: tuple[Path, Path, Path], device: str,
+             schedule: int = 1) -> dict[str, Any]:
+    """The base ``lmisa`` run and its self-trained run for one direction and seed, scored on the test anatomies."""
     from lmisa.self_training import self_train
     from lmisa.training import train
     from lmisa.training.run import CKPT_DIR, DONE, LATEST
@@ -88,12 +116,14 @@ def run_pair(out: Path, direction: str, seed: int, sets: tuple[Path, Path, Path]
     t0 = time.perf_counter()
     if not (base / DONE).exists():
         resume = (base / CKPT_DIR / LATEST).exists()
-        settings = {**DEMO_SETTINGS, "train": {**DEMO_SETTINGS["train"], "seed": seed}}
+        settings = schedule_settings(schedule)
+        settings = {**settings, "train": {**settings["train"], "seed": seed}}
         train(source, target, out=base, variant=None if resume else "lmisa", device=device, resume=resume,
               progress=False, overrides=None if resume else settings)
     self_trained = self_train(base, out / "runs" / name / "self_train", device=device, progress=False)
+    train = schedule_settings(schedule)["train"]
     return {
-        "direction": direction, "seed": seed,
+        "direction": direction, "seed": seed, "steps": train["epochs"] * train["steps_per_epoch"],
         "base": test_dice(base, test, out / "predictions" / name / "lmisa", device),
         "self_trained": test_dice(self_trained, test, out / "predictions" / name / "self_train", device),
         "seconds": time.perf_counter() - t0,
@@ -142,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the phantom anatomies")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
+    ap.add_argument("--schedule", type=int, default=1,
+                    help="times the demo's epochs for both runs of a pair (the learning rate's steps stretched alike)")
     args = ap.parse_args(argv)
 
     import torch
@@ -150,13 +182,14 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads or usable_cores())
     os.environ.setdefault("LMISA_CACHE", str(args.out / "cache"))
+    claim_schedule(args.out, args.schedule)
     sets = phantom_split(args.out, args.cases, args.data_seed)
     (args.out / "pairs").mkdir(parents=True, exist_ok=True)
     for direction in args.directions:
         for seed in args.seeds:
             done = args.out / "pairs" / f"{pair_name(direction, seed)}.json"
             if not done.exists():
-                result = run_pair(args.out, direction, seed, sets[direction], args.device)
+                result = run_pair(args.out, direction, seed, sets[direction], args.device, args.schedule)
                 done.write_text(json.dumps(result, indent=2) + "\n")
                 print(f"{direction} seed {seed}: {result['base']:.1f} -> {result['self_trained']:.1f} "
                       f"({result['seconds']:.0f} s)", flush=True)

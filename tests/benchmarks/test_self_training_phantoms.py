@@ -51,3 +51,18 @@ def test_one_tiny_pair_end_to_end(bench, tmp_path: Path, monkeypatch, capsys) ->
     assert (tmp_path / "st" / "runs" / "CT2MR_seed0" / "self_train" / "run" / "DONE").is_file()
     assert not (tmp_path / "st" / "data" / "CT2MR" / "MR_target" / "labelsTr").exists()  # the target: no labels
     assert "rule: incomplete" in capsys.readouterr().out
+
+
+def test_a_longer_schedule_stretches_the_demo_and_keeps_its_folder(bench, tmp_path: Path, monkeypatch) -> None:
+    import lmisa.demo
+
+    settings = bench.schedule_settings(6)
+    demo = lmisa.demo.DEMO_SETTINGS["train"]
+    assert settings["train"]["epochs"] == 6 * demo["epochs"] and settings["data"] == lmisa.demo.DEMO_SETTINGS["data"]
+    assert settings["train"]["lr_decay_every"] == 6 * demo["lr_decay_every"]
+    assert settings["train"]["steps_per_epoch"] == demo["steps_per_epoch"]
+    assert bench.schedule_settings(1) == lmisa.demo.DEMO_SETTINGS
+    bench.claim_schedule(tmp_path / "st", 6)
+    bench.claim_schedule(tmp_path / "st", 6)
+    with pytest.raises(SystemExit, match="trains at --schedule 6; choose another --out"):
+        bench.claim_schedule(tmp_path / "st", 1)
