@@ -134,7 +134,8 @@ def test_several_runs_label_the_target_together_and_the_first_gives_the_config(
     assert Config.load(run / "config.yaml").train.seed == Config.load(finished_run / "config.yaml").train.seed == 0
     record = json.loads((out / RECORD).read_text())
     assert record["ensemble"] == [str(finished_run.resolve()), str(second.resolve())]
-    with pytest.raises(LmisaError, match=f"{out / RECORD}: this folder self-trains source_only from \\["):
+    made_from = f"from {finished_run.resolve()}, {second.resolve()} \\(the first run gives the config\\)"
+    with pytest.raises(LmisaError, match=f"{out / RECORD}: this folder self-trains source_only {made_from}"):
         self_train(finished_run, out)  # one of the runs alone: other maps
     with pytest.raises(LmisaError, match=f"{out / RECORD}: this folder self-trains"):
         self_train([second, finished_run], out)  # another first run: another config
@@ -153,4 +154,17 @@ def test_runs_of_another_target_or_none_are_refused(finished_run: Path, tmp_path
         self_train([finished_run, finished_run], tmp_path / "st2")
     with pytest.raises(LmisaError, match="no base run given"):
         self_train([], tmp_path / "st3")
-    assert not any((tmp_path / name).exists() for name in ("st", "st2", "st3"))  # refused before OUT is made
+    target = base_run_data(finished_run)[1]
+    finer = train(source, target, out=tmp_path / "finer", variant="no_recon", progress=False,
+                  overrides=dict(TINY_RUN, data=dict(TINY_RUN["data"], size=[24, 24])))
+    with pytest.raises(LmisaError, match=f"{finer}.*prepares images unlike"):
+        self_train([finished_run, finer], tmp_path / "st4")
+    assert not any((tmp_path / name).exists() for name in ("st", "st2", "st3", "st4"))  # refused before OUT is made
+
+
+def test_a_folder_made_before_ensembles_continues(finished_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "st"
+    out.mkdir()
+    (out / RECORD).write_text(json.dumps({"base_run": str(finished_run.resolve()), "variant": "source_only",
+                                          "maps": MAPS, "run": RUN}))  # as written before several runs were allowed
+    assert (self_train(finished_run, out, progress=False) / "DONE").is_file()

@@ -36,6 +36,8 @@ from lmisa.io import read_json_object, write_text_atomic
 
 if TYPE_CHECKING:
     from lmisa.config import Config
+    from lmisa.ensemble import Ensemble
+    from lmisa.predict import LoadedModel
 
 MAPS = "pseudo_labels"
 RUN = "run"
@@ -86,6 +88,7 @@ def self_train(
     or another variant there are refused from then on (choose another ``out``).
     """
     from lmisa.config import LMISA_VARIANTS
+    from lmisa.ensemble import load_ensemble
     from lmisa.training import run as runfiles
     from lmisa.training import train
 
@@ -97,12 +100,13 @@ def self_train(
         raise LmisaError("no base run given: name at least one finished run of `lmisa train`")
     out = Path(out)
     source, target = _shared_data(runs)
+    settings = base_settings(runs[0])
+    model = load_ensemble(runs, which="best", device=device or settings.train.device)  # where the new run trains
     maps, new_run = out / MAPS, out / RUN
-    _claim(out, runs, variant)
+    _claim(out, runs, variant)  # after every check of the runs: a refused call leaves no OUT behind
     if (new_run / runfiles.DONE).is_file():
         return new_run
-    settings = base_settings(runs[0])
-    _write_maps(runs, target, maps, device or settings.train.device, progress)  # where the new run trains
+    _write_maps(model, target, maps, progress)
     resume = (new_run / runfiles.CKPT_DIR / runfiles.LATEST).is_file()
     return train(
         source, target, out=new_run, config=None if resume else settings,
@@ -176,9 +180,9 @@ def _claim(out: Path, runs: list[Path], variant: str) -> None:
     if record.is_file():
         made = read_json_object(record)
         if {k: made.get(k) for k in wanted} != wanted:
-            bases = made.get("ensemble") or made.get("base_run")
-            raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {bases}; "
-                             "choose another --out")
+            bases = ", ".join(map(str, made["ensemble"])) if isinstance(made.get("ensemble"), list) else made.get("base_run")
+            raise LmisaError(f"{record}: this folder self-trains {made.get('variant')} from {bases} (the first run "
+                             "gives the config); choose another --out")
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LmisaError(f"{out}: exists and is not an empty folder (no {RECORD}); choose another --out")
@@ -187,14 +191,12 @@ def _claim(out: Path, runs: list[Path], variant: str) -> None:
     write_text_atomic(record, json.dumps(dict(made, maps=MAPS, run=RUN), indent=2) + "\n")
 
 
-def _write_maps(runs: list[Path], target: Path, maps: Path, device: str, progress: bool) -> None:
+def _write_maps(model: LoadedModel | Ensemble, target: Path, maps: Path, progress: bool) -> None:
     """The base run's (or the runs' ensemble's) maps of every target training image; those written before are kept."""
     from lmisa.datasets import Domain
-    from lmisa.ensemble import load_ensemble
     from lmisa.predict import predict_path
 
     images = Domain.open(target).root / "imagesTr"
-    model = load_ensemble(runs, which="best", device=device)
     report = predict_path(model, images, maps, progress=progress)
     if report.failed:
         path, reason = report.failed[0]
