@@ -94,13 +94,15 @@ def schedule_settings(schedule: int) -> dict[str, Any]:
 def claim_schedule(out: Path, schedule: int) -> None:
     """Record the schedule ``out`` is made with, or refuse another: its finished runs would be reused as they are."""
     record = out / "schedule.json"
-    if record.exists():
-        made = json.loads(record.read_text())["schedule"]
+    if record.exists() or (out / "runs").exists():  # a folder from before the record trained the demo's schedule
+        made = json.loads(record.read_text())["schedule"] if record.exists() else 1
         if made != schedule:
             raise SystemExit(f"{record}: this folder trains at --schedule {made}; choose another --out")
         return
+    from lmisa.io import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"schedule": schedule}) + "\n")
+    write_text_atomic(record, json.dumps({"schedule": schedule}) + "\n")  # two processes may share one OUT
 
 
 def run_pair(out: Path, direction: str, seed: int, sets: tuple[Path, Path, Path], device: str,
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the phantom anatomies")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
-    ap.add_argument("--schedule", type=int, default=1,
+    ap.add_argument("--schedule", type=int, default=1, choices=range(1, 101), metavar="K",
                     help="times the demo's epochs for both runs of a pair (the learning rate's steps stretched alike)")
     args = ap.parse_args(argv)
 

@@ -66,3 +66,6 @@ def test_a_longer_schedule_stretches_the_demo_and_keeps_its_folder(bench, tmp_pa
     bench.claim_schedule(tmp_path / "st", 6)
     with pytest.raises(SystemExit, match="trains at --schedule 6; choose another --out"):
         bench.claim_schedule(tmp_path / "st", 1)
+    (tmp_path / "old" / "runs").mkdir(parents=True)  # made before the record: the demo's schedule
+    with pytest.raises(SystemExit, match="trains at --schedule 1"):
+        bench.claim_schedule(tmp_path / "old", 6)
