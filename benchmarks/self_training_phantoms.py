@@ -115,17 +115,17 @@ def run_pair(out: Path, direction: str, seed: int, sets: tuple[Path, Path, Path]
     source, target, test = sets
     name = pair_name(direction, seed)
     base = out / "runs" / name / "lmisa"
+    settings = schedule_settings(schedule)
     t0 = time.perf_counter()
     if not (base / DONE).exists():
         resume = (base / CKPT_DIR / LATEST).exists()
-        settings = schedule_settings(schedule)
-        settings = {**settings, "train": {**settings["train"], "seed": seed}}
+        seeded = {**settings, "train": {**settings["train"], "seed": seed}}
         train(source, target, out=base, variant=None if resume else "lmisa", device=device, resume=resume,
-              progress=False, overrides=None if resume else settings)
+              progress=False, overrides=None if resume else seeded)
     self_trained = self_train(base, out / "runs" / name / "self_train", device=device, progress=False)
-    train = schedule_settings(schedule)["train"]
     return {
-        "direction": direction, "seed": seed, "steps": train["epochs"] * train["steps_per_epoch"],
+        "direction": direction, "seed": seed,
+        "steps": settings["train"]["epochs"] * settings["train"]["steps_per_epoch"],
         "base": test_dice(base, test, out / "predictions" / name / "lmisa", device),
         "self_trained": test_dice(self_trained, test, out / "predictions" / name / "self_train", device),
         "seconds": time.perf_counter() - t0,

@@ -158,12 +158,10 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 def _shared_data(runs: list[Path]) -> tuple[Path, Path]:
     """The source and target data sets every run trained on; raises LmisaError naming the run that differs, since
-    an ensemble's maps of one target are trained beside one source, or that is given twice (before ``out`` is made)."""
+    an ensemble's maps of one target are trained beside one source (a run given twice is refused by
+    :func:`lmisa.ensemble.load_ensemble`, also before ``out`` is made)."""
     first = base_run_data(runs[0])
-    for i, run_dir in enumerate(runs[1:], start=1):
-        twin = next((r for r in runs[:i] if r.resolve() == run_dir.resolve()), None)
-        if twin is not None:
-            raise LmisaError(f"{run_dir}: given twice (as {twin}); the runs that label the target together must differ")
+    for run_dir in runs[1:]:
         data = base_run_data(run_dir)
         if [p.resolve() for p in data] != [p.resolve() for p in first]:
             raise LmisaError(f"{run_dir}: trained on {data[0]} -> {data[1]}, {runs[0]} on {first[0]} -> {first[1]}; "
